@@ -1,0 +1,1 @@
+from . import paths  # noqa: F401  (registers the freezedet:// path handler)
