@@ -1,0 +1,14 @@
+from .checkpoint import AtomicDetectionCheckpointer, atomic_torch_save, atomic_write_text
+from .train_loop import (
+    argument_parser,
+    build_trainer_parts,
+    default_output_dir,
+    do_test,
+    do_train,
+    load_config,
+    main,
+    peak_memory_mb,
+    run,
+)
+
+__all__ = [k for k in globals().keys() if not k.startswith("_")]

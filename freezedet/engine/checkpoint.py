@@ -1,0 +1,91 @@
+"""Checkpoints that survive a kill: every file is written to a temp file and renamed into place."""
+import logging
+import os
+import tempfile
+
+import torch
+
+from detectron2.checkpoint import DetectionCheckpointer
+
+__all__ = ["AtomicDetectionCheckpointer", "atomic_torch_save", "atomic_write_text"]
+
+
+def atomic_torch_save(obj, path: str):
+    """``torch.save`` to ``path`` so that ``path`` is either the old file or the complete new one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path), dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(text: str, path: str):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path), dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class AtomicDetectionCheckpointer(DetectionCheckpointer):
+    """detectron2's ``DetectionCheckpointer`` with atomic ``save`` and ``last_checkpoint`` tag.
+
+    A kill during a save leaves the previous checkpoint and ``last_checkpoint`` intact, so
+    ``--resume`` always finds a complete file. Loading also logs how many checkpoint keys
+    matched the model, so a wrong weights file is obvious.
+    """
+
+    def save(self, name: str, **kwargs):
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info("Saving checkpoint to {}".format(save_file))
+        atomic_torch_save(data, save_file)
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str):
+        atomic_write_text(last_filename_basename, os.path.join(self.save_dir, "last_checkpoint"))
+
+    def load(self, path, *args, **kwargs):
+        if path and not self.path_manager.exists(path) and "://" not in path:
+            raise FileNotFoundError(
+                f"checkpoint {path!r} does not exist. Check train.init_checkpoint, or convert "
+                "ImageNet weights with tools/convert_pretrained.py."
+            )
+        return super().load(path, *args, **kwargs)
+
+    def _load_model(self, checkpoint):
+        model_keys = set(self.model.state_dict().keys())
+        ckpt_keys = set(checkpoint["model"].keys())
+        incompatible = super()._load_model(checkpoint)
+        # counts after detectron2's own renaming (model-zoo heuristics, prefixes)
+        missing = len(incompatible.missing_keys)
+        unexpected = len(incompatible.unexpected_keys)
+        logging.getLogger(__name__).info(
+            f"Loaded checkpoint: {len(model_keys) - missing}/{len(model_keys)} model keys matched, "
+            f"{missing} missing, {unexpected} unexpected (of {len(ckpt_keys)} checkpoint keys)."
+        )
+        self.last_load_stats = {
+            "matched": len(model_keys) - missing, "missing": missing, "unexpected": unexpected,
+            "checkpoint_keys": len(ckpt_keys),
+        }
+        return incompatible

@@ -1,0 +1,252 @@
+"""Training and evaluation of LazyConfig models, the logic behind ``tools/train_net.py``.
+
+Follows detectron2's ``tools/lazyconfig_train_net.py`` and adds what freezedet's users need:
+CPU multi-process (gloo) runs, AMP only where it exists (CUDA), gradient clipping, atomic
+checkpoints, an output directory derived from the config file name, a per-component
+trainable-parameter report, s/iter and peak memory in ``metrics.json``.
+"""
+import argparse
+import json
+import logging
+import os
+import resource
+import sys
+import time
+
+import torch
+
+from detectron2.config import LazyConfig, instantiate
+from detectron2.engine import (
+    AMPTrainer,
+    SimpleTrainer,
+    default_argument_parser,
+    default_setup,
+    default_writers,
+    hooks,
+)
+from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from .. import compat
+from ..analysis.params import format_parameter_table, parameter_table
+from .checkpoint import AtomicDetectionCheckpointer
+
+__all__ = [
+    "argument_parser",
+    "default_output_dir",
+    "load_config",
+    "build_trainer_parts",
+    "do_test",
+    "do_train",
+    "main",
+    "run",
+    "peak_memory_mb",
+]
+
+logger = logging.getLogger("freezedet")
+
+
+def argument_parser(epilog=None) -> argparse.ArgumentParser:
+    """detectron2's parser; ``--num-gpus`` also means CPU processes on a machine without CUDA."""
+    parser = default_argument_parser(epilog=epilog)
+    parser.add_argument(
+        "--device", default=None, help="override train.device (cpu / cuda); default: cuda if present"
+    )
+    return parser
+
+
+def default_output_dir(config_file: str) -> str:
+    """``./output/<config path below configs/, without .py>``: runs of different configs never
+    collide."""
+    path = os.path.abspath(config_file)
+    parts = path.split(os.sep)
+    if "configs" in parts:
+        rel = os.sep.join(parts[len(parts) - parts[::-1].index("configs") :])
+    else:
+        rel = os.path.basename(path)
+    return os.path.join("output", os.path.splitext(rel)[0])
+
+
+def load_config(config_file: str, overrides=()):
+    """Load a LazyConfig, apply ``key=value`` overrides (unknown keys are an error), resolve
+    defaults that depend on the file (output dir) and the machine (device, AMP)."""
+    from ..model_zoo import get_config_file
+
+    if not os.path.exists(config_file):
+        config_file = get_config_file(config_file)
+    cfg = LazyConfig.load(config_file)
+    _check_override_keys(cfg, overrides, config_file)
+    cfg = LazyConfig.apply_overrides(cfg, list(overrides))
+    if cfg.train.get("output_dir") is None:
+        cfg.train.output_dir = default_output_dir(config_file)
+    if cfg.train.get("device") is None:
+        cfg.train.device = "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg
+
+
+def _check_override_keys(cfg, overrides, config_file):
+    """LazyConfig silently creates keys that do not exist; a typo would then be ignored."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        key = item.split("=", 1)[0]
+        node, parts = cfg, key.split(".")
+        for i, part in enumerate(parts):
+            has = part in node if hasattr(node, "__contains__") else hasattr(node, part)
+            if not has:
+                # a new key under an existing LazyCall is allowed: it is a constructor argument
+                if i == len(parts) - 1 and hasattr(node, "get") and "_target_" in node:
+                    break
+                known = sorted(k for k in node.keys()) if hasattr(node, "keys") else []
+                raise KeyError(
+                    f"override {item!r}: config {config_file} has no key "
+                    f"'{'.'.join(parts[: i + 1])}'. Keys at that level: {known}"
+                )
+            node = node[part]
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak memory of this process: CUDA allocator peak on GPU, peak RSS on CPU."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1024 if sys.platform != "darwin" else rss / 2**20
+
+
+def do_test(cfg, model):
+    """Evaluate on ``cfg.dataloader.test`` with ``cfg.dataloader.evaluator``; returns metrics."""
+    if "evaluator" not in cfg.dataloader:
+        return {}
+    if cfg.dataloader.evaluator.get("output_dir", None) is None:
+        # detectron2 caches the converted ground truth there for datasets not in COCO format
+        cfg.dataloader.evaluator.output_dir = os.path.join(cfg.train.output_dir, "inference")
+    ret = inference_on_dataset(
+        model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
+    )
+    if comm.is_main_process() and ret:
+        print_csv_format(ret)
+    return ret
+
+
+def _clip_gradients(optimizer, clip_cfg):
+    """Make ``optimizer.step`` clip the gradients of its parameters first."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    step = optimizer.step
+    kind, value = clip_cfg.get("clip_type", "norm"), clip_cfg.get("clip_value", 1.0)
+    assert kind in ("norm", "value"), f"train.clip_grad.clip_type={kind!r}: 'norm' or 'value'"
+
+    def clipped_step(*args, **kwargs):
+        grads = [p for p in params if p.grad is not None]
+        if kind == "norm":
+            torch.nn.utils.clip_grad_norm_(grads, value, clip_cfg.get("norm_type", 2.0))
+        else:
+            torch.nn.utils.clip_grad_value_(grads, value)
+        return step(*args, **kwargs)
+
+    optimizer.step = clipped_step
+    return optimizer
+
+
+class _StepStats(hooks.HookBase):
+    """Records s/iter (data + compute) and peak memory into the event storage."""
+
+    def __init__(self, device):
+        self._device = device
+
+    def before_step(self):
+        self._t0 = time.perf_counter()
+
+    def after_step(self):
+        storage = self.trainer.storage
+        storage.put_scalar("s_per_iter", time.perf_counter() - self._t0, smoothing_hint=True)
+        storage.put_scalar("peak_mem_mb", peak_memory_mb(self._device), smoothing_hint=False)
+
+
+def build_trainer_parts(cfg):
+    """Model (on its device, DDP-wrapped if distributed), optimizer, train loader, trainer."""
+    model = instantiate(cfg.model)
+    model.to(cfg.train.device)
+    logger.info("Model:\n{}".format(model))
+    logger.info("Parameters:\n" + format_parameter_table(parameter_table(model)))
+    cfg.optimizer.params.model = model
+    optim = instantiate(cfg.optimizer)
+    clip = cfg.train.get("clip_grad", None)
+    if clip and clip.get("enabled", False):
+        _clip_gradients(optim, clip)
+    train_loader = instantiate(cfg.dataloader.train)
+    ddp = cfg.train.get("ddp", {})
+    model = compat.create_ddp_model(model, **ddp)
+    amp = cfg.train.get("amp", {}).get("enabled", False)
+    if amp and not str(cfg.train.device).startswith("cuda"):
+        logger.warning("train.amp.enabled=True ignored: AMP is only used on CUDA.")
+        amp = False
+    trainer = (AMPTrainer if amp else SimpleTrainer)(model, train_loader, optim)
+    return model, optim, trainer
+
+
+def do_train(args, cfg):
+    """Train (resuming if asked); returns the model and the last evaluation's results."""
+    model, optim, trainer = build_trainer_parts(cfg)
+    last_eval = {}
+
+    def evaluate():
+        last_eval.clear()
+        last_eval.update(do_test(cfg, model))
+        return last_eval
+
+    checkpointer = AtomicDetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    trainer.register_hooks(
+        [
+            hooks.IterationTimer(),
+            _StepStats(cfg.train.device),
+            hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
+            if comm.is_main_process()
+            else None,
+            hooks.EvalHook(cfg.train.eval_period, evaluate),
+            hooks.PeriodicWriter(
+                default_writers(cfg.train.output_dir, cfg.train.max_iter),
+                period=cfg.train.log_period,
+            )
+            if comm.is_main_process()
+            else None,
+        ]
+    )
+    checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
+    trainer.train(start_iter, cfg.train.max_iter)
+    return model, dict(last_eval)
+
+
+def main(args):
+    cfg = load_config(args.config_file, args.opts)
+    if args.device:
+        cfg.train.device = args.device
+    default_setup(cfg, args)
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="freezedet")
+    if args.eval_only:
+        model = instantiate(cfg.model)
+        model.to(cfg.train.device)
+        model = compat.create_ddp_model(model)
+        AtomicDetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        results = do_test(cfg, model)
+    else:
+        # detectron2's EvalHook always evaluates after the last iteration
+        _, results = do_train(args, cfg)
+    if comm.is_main_process() and results:
+        with open(os.path.join(cfg.train.output_dir, "eval_results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+def run(args):
+    """Entry point of ``tools/train_net.py``: launch ``main`` on every process."""
+    return compat.launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )

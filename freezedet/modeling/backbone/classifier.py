@@ -1,0 +1,278 @@
+"""ImageNet classifiers as detectron2 bottom-up backbones, frozen, fine-tuned or from scratch.
+
+"Proper Reuse of Image Classification Features Improves Object Detection" (Vasconcelos et al.,
+CVPR 2022) keeps the classifier *completely* frozen: weights and BatchNorm statistics. Here that
+is the ``"frozen"`` mode:
+
+- every trunk parameter has ``requires_grad=False``;
+- every BatchNorm becomes a frozen-statistics norm (detectron2's ``FrozenBatchNorm2d``, or timm's
+  ``FrozenBatchNormAct2d`` for timm's fused norm+activation), so statistics never move;
+- the trunk stays in eval mode (dropout / drop-path off) whatever ``model.train()`` says;
+- the trunk runs under ``torch.no_grad()``: no autograd graph, no stored activations. Its outputs
+  are plain tensors; gradients start at the neck.
+
+``"finetune"`` trains the trunk from the loaded checkpoint (norm: ``"FrozenBN"`` keeps ImageNet
+statistics, the usual choice at small batch; ``"BN"``/``"SyncBN"`` train them); ``"scratch"``
+trains a randomly initialised trunk and needs a trainable norm.
+"""
+import contextlib
+import logging
+import math
+from typing import Dict, Sequence
+
+import torch
+from torch import nn
+
+from detectron2.layers import FrozenBatchNorm2d, NaiveSyncBatchNorm, ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from detectron2.modeling.backbone.resnet import BasicStem, ResNet
+
+__all__ = ["MODES", "TimmBackbone", "FreezableResNet", "build_timm_backbone", "convert_norm"]
+
+MODES = ("frozen", "finetune", "scratch")
+logger = logging.getLogger(__name__)
+
+
+def convert_norm(module: nn.Module, norm: str) -> nn.Module:
+    """Convert every BatchNorm in ``module`` to ``norm``: "FrozenBN", "BN", "SyncBN" or "naiveSyncBN".
+
+    timm's ``BatchNormAct2d`` (norm + activation in one module) keeps its activation.
+    """
+    if norm == "BN":
+        return module
+    if norm == "FrozenBN":
+        return _freeze_bn(module)
+    if norm in ("SyncBN", "naiveSyncBN"):
+        cls = nn.SyncBatchNorm if norm == "SyncBN" else NaiveSyncBatchNorm
+        return _replace_bn(module, cls)
+    raise ValueError(f"norm={norm!r} is not one of 'FrozenBN', 'BN', 'SyncBN', 'naiveSyncBN'")
+
+
+def _freeze_bn(module: nn.Module) -> nn.Module:
+    from timm.layers import BatchNormAct2d, freeze_batch_norm_2d
+
+    # timm's fused norm+activation must keep its activation; detectron2's converter would see a
+    # BatchNorm2d subclass and drop it
+    if isinstance(module, BatchNormAct2d):
+        return freeze_batch_norm_2d(module)
+    if isinstance(module, (nn.BatchNorm2d, nn.SyncBatchNorm)):
+        return FrozenBatchNorm2d.convert_frozen_batchnorm(module)
+    for name, child in module.named_children():
+        new_child = _freeze_bn(child)
+        if new_child is not child:
+            setattr(module, name, new_child)
+    return module
+
+
+def _replace_bn(module: nn.Module, cls) -> nn.Module:
+    if type(module) in (nn.BatchNorm2d, nn.SyncBatchNorm, NaiveSyncBatchNorm) and cls is not type(
+        module
+    ):
+        new = cls(module.num_features, eps=module.eps, momentum=module.momentum,
+                  affine=module.affine, track_running_stats=module.track_running_stats)
+        new.load_state_dict(module.state_dict())
+        return new
+    for name, child in module.named_children():
+        new_child = _replace_bn(child, cls)
+        if new_child is not child:
+            setattr(module, name, new_child)
+    return module
+
+
+class _FreezableTrunk:
+    """Mode handling shared by the classifier backbones (a mixin for ``Backbone`` subclasses)."""
+
+    def _setup_mode(self, mode: str, norm: str, trunk: nn.Module) -> nn.Module:
+        assert mode in MODES, f"mode={mode!r} is not one of {MODES}"
+        if mode == "frozen" and norm != "FrozenBN":
+            raise ValueError(
+                f"mode='frozen' keeps BN statistics frozen; norm must be 'FrozenBN', got {norm!r}"
+            )
+        if mode == "scratch" and norm == "FrozenBN":
+            raise ValueError(
+                "mode='scratch' trains a randomly initialised trunk; FrozenBN would freeze its "
+                "random statistics. Use norm='BN', 'SyncBN' or 'naiveSyncBN'."
+            )
+        self.mode = mode
+        trunk = convert_norm(trunk, norm)
+        if mode == "frozen":
+            for p in trunk.parameters():
+                p.requires_grad_(False)
+        return trunk
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.mode == "frozen"
+
+    def freeze(self):
+        """Switch to frozen mode in place (weights, BN statistics, no autograd); returns self."""
+        self._trunk_module().requires_grad_(False)
+        self._set_trunk(convert_norm(self._trunk_module(), "FrozenBN"))
+        self.mode = "frozen"
+        self.train(self.training)
+        return self
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.is_frozen:
+            self._trunk_module().eval()
+        return self
+
+    def _trunk_context(self):
+        return torch.no_grad() if self.is_frozen else contextlib.nullcontext()
+
+
+class TimmBackbone(_FreezableTrunk, Backbone):
+    """Any timm classifier with ``features_only`` support as a detectron2 bottom-up backbone.
+
+    Outputs are named ``c{k}`` for a feature map of stride ``2**k`` (``c3`` = stride 8 ...).
+    Weights come from a detectron2 checkpoint (``train.init_checkpoint``) written by
+    ``tools/convert_pretrained.py``; the trunk's parameters are under ``trunk.``.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        out_features: Sequence[str] = ("c3", "c4", "c5"),
+        mode: str = "frozen",
+        norm: str = "FrozenBN",
+        drop_path_rate: float = 0.0,
+        size_divisibility: int = 32,
+    ):
+        """
+        Args:
+            model_name (str): a timm model name, e.g. "tf_efficientnet_lite0", "resnet50".
+            out_features (Sequence[str]): which feature maps to return, ``c{k}`` for stride 2**k.
+            mode (str): "frozen", "finetune" or "scratch" (see module docstring).
+            norm (str): BatchNorm handling: "FrozenBN" (required when frozen), "BN", "SyncBN",
+                "naiveSyncBN".
+            drop_path_rate (float): stochastic depth when the trunk trains.
+            size_divisibility (int): input padding the trunk needs (its largest stride).
+        """
+        super().__init__()
+        import timm
+
+        if model_name not in timm.list_models():
+            close = timm.list_models(f"*{model_name.split('_')[-1]}*")[:8]
+            raise ValueError(
+                f"unknown timm model name {model_name!r}. Similar names: {close}. "
+                "See timm.list_models()."
+            )
+        probe = timm.create_model(model_name, features_only=True, pretrained=False)
+        strides = probe.feature_info.reduction()
+        names = [f"c{int(math.log2(s))}" for s in strides]
+        missing = [f for f in out_features if f not in names]
+        if missing:
+            raise ValueError(f"{model_name} provides features {names}; {missing} are not among them")
+        out_indices = tuple(names.index(f) for f in out_features)
+        trunk = timm.create_model(
+            model_name, features_only=True, pretrained=False, out_indices=out_indices,
+            drop_path_rate=drop_path_rate if mode != "frozen" else 0.0,
+        )
+        self.trunk = self._setup_mode(mode, norm, trunk)
+        self.model_name = model_name
+        self._out_features = list(out_features)
+        channels = trunk.feature_info.channels()
+        self._out_feature_channels = dict(zip(out_features, channels))
+        self._out_feature_strides = {f: 2 ** int(f[1:]) for f in out_features}
+        self._size_divisibility = size_divisibility
+        self.train(True)
+
+    def _trunk_module(self):
+        return self.trunk
+
+    def _set_trunk(self, trunk):
+        self.trunk = trunk
+
+    @property
+    def size_divisibility(self) -> int:
+        return self._size_divisibility
+
+    @property
+    def padding_constraints(self) -> Dict[str, int]:
+        return {"size_divisibility": self._size_divisibility}
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        with self._trunk_context():
+            feats = self.trunk(x)
+        return dict(zip(self._out_features, feats))
+
+    def output_shape(self) -> Dict[str, ShapeSpec]:
+        return {
+            f: ShapeSpec(channels=self._out_feature_channels[f], stride=self._out_feature_strides[f])
+            for f in self._out_features
+        }
+
+
+class FreezableResNet(_FreezableTrunk, ResNet):
+    """detectron2's own ResNet with the same frozen / finetune / scratch modes.
+
+    Parameter names are those of detectron2's ResNet, so model-zoo ImageNet checkpoints
+    (e.g. ``detectron2://ImageNetPretrained/MSRA/R-50.pkl``) load unchanged.
+    """
+
+    def __init__(self, stem: nn.Module, stages, *, out_features, mode: str = "frozen",
+                 norm: str = "FrozenBN"):
+        """
+        Args:
+            stem (nn.Module): e.g. ``BasicStem``.
+            stages (list[list[CNNBlockBase]]): from ``ResNet.make_default_stages``.
+            out_features (list[str]): e.g. ["res3", "res4", "res5"].
+            mode (str): "frozen", "finetune" or "scratch".
+            norm (str): BatchNorm handling, as for :class:`TimmBackbone`. Blocks built with
+                "FrozenBN" stay frozen-statistics unless ``norm`` converts them.
+        """
+        super().__init__(stem, stages, out_features=out_features)
+        self._setup_mode(mode, norm, self)
+        self.train(True)
+
+    def freeze(self, freeze_at=None):
+        """Freeze everything (no argument), or detectron2's ``ResNet.freeze(freeze_at)``."""
+        if freeze_at is not None:
+            return ResNet.freeze(self, freeze_at)
+        return _FreezableTrunk.freeze(self)
+
+    def _trunk_module(self):
+        return self
+
+    def _set_trunk(self, trunk):
+        assert trunk is self, "FreezableResNet converts its norms in place"
+
+    def train(self, mode: bool = True):
+        nn.Module.train(self, mode)
+        if self.is_frozen:
+            nn.Module.train(self, False)
+        return self
+
+    def forward(self, x):
+        with self._trunk_context():
+            return super().forward(x)
+
+    @property
+    def padding_constraints(self) -> Dict[str, int]:
+        return {"size_divisibility": 32}
+
+    @property
+    def size_divisibility(self) -> int:
+        return 32
+
+    @staticmethod
+    def build(*, depth: int = 50, out_features=("res3", "res4", "res5"), mode: str = "frozen",
+              norm: str = "FrozenBN", stride_in_1x1: bool = True):
+        """A ResNet-{depth} in detectron2's MSRA layout (for lazy configs)."""
+        stage_norm = "FrozenBN" if norm == "FrozenBN" else "BN"
+        stem = BasicStem(in_channels=3, out_channels=64, norm=stage_norm)
+        stages = ResNet.make_default_stages(
+            depth=depth, stride_in_1x1=stride_in_1x1, norm=stage_norm
+        )
+        return FreezableResNet(stem, stages, out_features=list(out_features), mode=mode, norm=norm)
+
+
+@BACKBONE_REGISTRY.register()
+def build_timm_backbone(cfg, input_shape: ShapeSpec):
+    """yacs entry point: ``cfg.MODEL.TIMM.{NAME, OUT_FEATURES, MODE, NORM}``."""
+    t = cfg.MODEL.TIMM
+    return TimmBackbone(
+        model_name=t.NAME, out_features=tuple(t.OUT_FEATURES), mode=t.MODE, norm=t.NORM
+    )

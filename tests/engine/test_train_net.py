@@ -1,0 +1,80 @@
+"""In-process tools/train_net.py runs: train, --resume continues, --eval-only reports AP."""
+import json
+import os
+
+import pytest
+import torch
+
+from freezedet.engine import argument_parser, load_config, main
+from freezedet.model_zoo import get_config_file
+
+CONFIG = get_config_file("DeepForest/faster_rcnn_fpn_effl0_frozen.py")
+
+
+def _args(out, flags=(), opts=()):
+    base = [
+        "train.init_checkpoint=", f"train.output_dir={out}", "train.log_period=1",
+        "train.seed=0", "dataloader.train.dataset.names=synthetic_train",
+        "dataloader.test.dataset.names=synthetic_val", "dataloader.train.num_workers=0",
+        "dataloader.test.num_workers=0", "model.roi_heads.batch_size_per_image=32",
+        "model.proposal_generator.post_nms_topk=[200,100]",
+    ]
+    return argument_parser().parse_args([*flags, "--config-file", CONFIG, *base, *opts])
+
+
+def _metrics(out):
+    with open(os.path.join(out, "metrics.json")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_train_resume_eval_only(synthetic_dataset, tmp_path):
+    out = str(tmp_path / "run")
+    main(_args(out, opts=["train.max_iter=4", "train.checkpointer.period=2"]))
+    for f in ("model_final.pth", "last_checkpoint", "config.yaml", "metrics.json", "log.txt"):
+        assert os.path.isfile(os.path.join(out, f)), f
+    assert open(os.path.join(out, "last_checkpoint")).read() == "model_final.pth"
+    first = _metrics(out)
+    assert [m["iteration"] for m in first if "total_loss" in m] == [0, 1, 2, 3]
+    ckpt = torch.load(os.path.join(out, "model_final.pth"), weights_only=False)
+    assert ckpt["iteration"] == 3
+    trunk_before = {k: v for k, v in ckpt["model"].items() if k.startswith("backbone.bottom_up.")}
+    assert trunk_before, "trunk weights must be in the checkpoint"
+    sched_state = ckpt["trainer"]["hooks"]["LRScheduler"]
+    assert sched_state["last_epoch"] == 4, "LR scheduler state must be checkpointed"
+
+    # --resume with a longer schedule continues from iteration 4, not 0
+    main(_args(out, flags=["--resume"], opts=["train.max_iter=6", "train.checkpointer.period=2"]))
+    resumed = [m["iteration"] for m in _metrics(out) if "total_loss" in m]
+    assert resumed[-2:] == [4, 5], resumed
+    ckpt2 = torch.load(os.path.join(out, "model_final.pth"), weights_only=False)
+    assert ckpt2["iteration"] == 5
+    assert ckpt2["trainer"]["hooks"]["LRScheduler"]["last_epoch"] == 6
+    # the frozen trunk (weights and BN statistics) is untouched by training
+    for k, v in trunk_before.items():
+        assert torch.equal(ckpt2["model"][k], v), k
+    head_key = "roi_heads.box_predictor.cls_score.weight"
+    assert not torch.equal(ckpt2["model"][head_key], ckpt["model"][head_key])
+
+    results = main(
+        _args(str(tmp_path / "eval"), flags=["--eval-only"],
+              opts=[f"train.init_checkpoint={out}/model_final.pth"])
+    )
+    assert set(results["bbox"]) >= {"AP", "AP50", "AP75"}
+    with open(tmp_path / "eval" / "eval_results.json") as f:
+        assert json.load(f)["bbox"].keys() == results["bbox"].keys()
+
+
+def test_unknown_override_key_is_an_error():
+    with pytest.raises(KeyError, match="has no key 'train.max_iters'"):
+        load_config(CONFIG, ["train.max_iters=3"])
+    with pytest.raises(KeyError, match="model.roi_heads.box_predictr"):
+        load_config(CONFIG, ["model.roi_heads.box_predictr.test_score_thresh=0.1"])
+    # new constructor arguments of a LazyCall are allowed
+    cfg = load_config(CONFIG, ["model.roi_heads.box_predictor.test_nms_thresh=0.4"])
+    assert cfg.model.roi_heads.box_predictor.test_nms_thresh == 0.4
+
+
+def test_missing_checkpoint_is_a_clear_error(synthetic_dataset, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does-not-exist.pth"):
+        main(_args(str(tmp_path / "x"), flags=["--eval-only"],
+                   opts=["train.init_checkpoint=/nowhere/does-not-exist.pth"]))
