@@ -25,7 +25,7 @@ $(STAMP): setup.py requirements/base.txt requirements/constraints.txt requiremen
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) tools/train_net.py --config-file configs/DeepForest/faster_rcnn_fpn_effl0_frozen_demo.py --demo
+	$(PY) tools/demo.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

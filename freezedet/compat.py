@@ -21,6 +21,8 @@ Helpers used instead of v0.6 APIs that hard-code CUDA:
 4. :func:`launch`: v0.6's ``launch`` asserts CUDA and uses NCCL. On CUDA we call detectron2's
    own ``launch``; on CPU we start the same number of processes with the gloo backend.
 5. :func:`create_ddp_model`: DDP on CPU needs ``device_ids=None``.
+7. Import-time noise: detectron2 v0.6 calls ``torch.jit.script`` at import, which torch 2.14
+   deprecates with a FutureWarning per call; that warning is silenced (only that message).
 6. :data:`HAS_COMPILED_OPS`: False on the pure-Python install (``detectron2._C`` is a stand-in
    whose ops raise a clear error); used to pick implementations that need no compiled op (e.g.
    the COCO evaluator's ``use_fast_impl``).
@@ -28,15 +30,17 @@ Helpers used instead of v0.6 APIs that hard-code CUDA:
 import importlib
 import importlib.util
 import logging
-import random
 import sys
 import types
+import warnings
 from datetime import timedelta
 
-import torch
-import torch.distributed as dist
+warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
 
-import detectron2
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+
+import detectron2  # noqa: E402
 
 __all__ = [
     "HAS_COMPILED_OPS",

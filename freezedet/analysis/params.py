@@ -38,6 +38,8 @@ def parameter_table(model: nn.Module) -> Dict[str, Dict[str, int]]:
         row = rows.setdefault(component_of(name), {"total": 0, "trainable": 0})
         row["total"] += p.numel()
         row["trainable"] += p.numel() if p.requires_grad else 0
+    order = [c for _, c in _COMPONENTS[:1]] + ["adapters"] + [c for _, c in _COMPONENTS[1:]]
+    rows = OrderedDict((k, rows[k]) for k in order + ["other"] if k in rows)
     rows["total"] = {
         "total": sum(r["total"] for r in rows.values()),
         "trainable": sum(r["trainable"] for r in rows.values()),

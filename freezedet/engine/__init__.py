@@ -1,6 +1,8 @@
 from .checkpoint import AtomicDetectionCheckpointer, atomic_torch_save, atomic_write_text
+from .demo import draw_predictions, run_demo, summarize_run
 from .train_loop import (
     argument_parser,
+    build_model,
     build_trainer_parts,
     default_output_dir,
     do_test,

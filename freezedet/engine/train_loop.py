@@ -25,10 +25,12 @@ from detectron2.engine import (
     hooks,
 )
 from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.layers import NaiveSyncBatchNorm
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
+from ..modeling.backbone import replace_batchnorm
 from ..analysis.params import format_parameter_table, parameter_table
 from .checkpoint import AtomicDetectionCheckpointer
 
@@ -36,6 +38,7 @@ __all__ = [
     "argument_parser",
     "default_output_dir",
     "load_config",
+    "build_model",
     "build_trainer_parts",
     "do_test",
     "do_train",
@@ -163,10 +166,23 @@ class _StepStats(hooks.HookBase):
         storage.put_scalar("peak_mem_mb", peak_memory_mb(self._device), smoothing_hint=False)
 
 
+def build_model(cfg):
+    """Instantiate ``cfg.model`` on ``cfg.train.device``; SyncBN becomes naiveSyncBN on CPU."""
+    model = instantiate(cfg.model)
+    if not str(cfg.train.device).startswith("cuda"):
+        n = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+        if n:
+            logger.warning(
+                f"{n} SyncBatchNorm layers replaced by detectron2's NaiveSyncBatchNorm: "
+                "torch's SyncBatchNorm needs CUDA."
+            )
+            model = replace_batchnorm(model, NaiveSyncBatchNorm, types=(torch.nn.SyncBatchNorm,))
+    return model.to(cfg.train.device)
+
+
 def build_trainer_parts(cfg):
     """Model (on its device, DDP-wrapped if distributed), optimizer, train loader, trainer."""
-    model = instantiate(cfg.model)
-    model.to(cfg.train.device)
+    model = build_model(cfg)
     logger.info("Model:\n{}".format(model))
     logger.info("Parameters:\n" + format_parameter_table(parameter_table(model)))
     cfg.optimizer.params.model = model
@@ -226,9 +242,7 @@ def main(args):
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="freezedet")
     if args.eval_only:
-        model = instantiate(cfg.model)
-        model.to(cfg.train.device)
-        model = compat.create_ddp_model(model)
+        model = compat.create_ddp_model(build_model(cfg))
         AtomicDetectionCheckpointer(model).load(cfg.train.init_checkpoint)
         results = do_test(cfg, model)
     else:

@@ -27,7 +27,14 @@ from detectron2.layers import FrozenBatchNorm2d, NaiveSyncBatchNorm, ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.resnet import BasicStem, ResNet
 
-__all__ = ["MODES", "TimmBackbone", "FreezableResNet", "build_timm_backbone", "convert_norm"]
+__all__ = [
+    "MODES",
+    "TimmBackbone",
+    "FreezableResNet",
+    "build_timm_backbone",
+    "convert_norm",
+    "replace_batchnorm",
+]
 
 MODES = ("frozen", "finetune", "scratch")
 logger = logging.getLogger(__name__)
@@ -44,7 +51,7 @@ def convert_norm(module: nn.Module, norm: str) -> nn.Module:
         return _freeze_bn(module)
     if norm in ("SyncBN", "naiveSyncBN"):
         cls = nn.SyncBatchNorm if norm == "SyncBN" else NaiveSyncBatchNorm
-        return _replace_bn(module, cls)
+        return replace_batchnorm(module, cls)
     raise ValueError(f"norm={norm!r} is not one of 'FrozenBN', 'BN', 'SyncBN', 'naiveSyncBN'")
 
 
@@ -64,16 +71,17 @@ def _freeze_bn(module: nn.Module) -> nn.Module:
     return module
 
 
-def _replace_bn(module: nn.Module, cls) -> nn.Module:
-    if type(module) in (nn.BatchNorm2d, nn.SyncBatchNorm, NaiveSyncBatchNorm) and cls is not type(
-        module
-    ):
+def replace_batchnorm(module: nn.Module, cls,
+                      types=(nn.BatchNorm2d, nn.SyncBatchNorm, NaiveSyncBatchNorm)) -> nn.Module:
+    """Replace modules whose exact type is in ``types`` by ``cls``, keeping their state."""
+    if type(module) in types and cls is not type(module):
         new = cls(module.num_features, eps=module.eps, momentum=module.momentum,
                   affine=module.affine, track_running_stats=module.track_running_stats)
         new.load_state_dict(module.state_dict())
+        new.train(module.training)
         return new
     for name, child in module.named_children():
-        new_child = _replace_bn(child, cls)
+        new_child = replace_batchnorm(child, cls, types)
         if new_child is not child:
             setattr(module, name, new_child)
     return module

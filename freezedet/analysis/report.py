@@ -1,0 +1,37 @@
+"""``tools/analyze_model.py``: parameters per component and FLOPs for any config."""
+import argparse
+
+from detectron2.config import instantiate
+
+from ..engine.train_loop import load_config
+from .flops import count_flops
+from .params import format_parameter_table, parameter_table
+
+__all__ = ["analyze_config", "main"]
+
+
+def analyze_config(config_file: str, overrides=(), input_size=None):
+    """Returns ``(parameter rows, flops dict or None)`` for a config."""
+    cfg = load_config(config_file, overrides)
+    model = instantiate(cfg.model)
+    rows = parameter_table(model)
+    flops = count_flops(model, *input_size) if input_size else None
+    return rows, flops
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config-file", nargs="+", required=True, help="one or more configs")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                        help="also count inference FLOPs at this input size")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="key=value overrides")
+    args = parser.parse_args(argv)
+    for config_file in args.config_file:
+        rows, flops = analyze_config(config_file, args.opts, args.input_size)
+        t = rows["total"]
+        print(f"\n## {config_file}: {t['trainable'] / 1e6:.2f}M of {t['total'] / 1e6:.2f}M "
+              f"parameters trainable ({100 * t['trainable'] / t['total']:.1f}%)")
+        print(format_parameter_table(rows))
+        if flops:
+            h, w = args.input_size
+            print(f"GFLOPs at {h}x{w}: " + ", ".join(f"{k} {v:.2f}" for k, v in flops.items()))
