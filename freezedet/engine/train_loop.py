@@ -33,6 +33,7 @@ from .. import compat
 from ..modeling.backbone import replace_batchnorm
 from ..analysis.params import format_parameter_table, parameter_table
 from .checkpoint import AtomicDetectionCheckpointer
+from .resumable import RNGStateHook, deferred_train_loader
 
 __all__ = [
     "argument_parser",
@@ -190,14 +191,16 @@ def build_trainer_parts(cfg):
     clip = cfg.train.get("clip_grad", None)
     if clip and clip.get("enabled", False):
         _clip_gradients(optim, clip)
-    train_loader = instantiate(cfg.dataloader.train)
     ddp = cfg.train.get("ddp", {})
     model = compat.create_ddp_model(model, **ddp)
     amp = cfg.train.get("amp", {}).get("enabled", False)
     if amp and not str(cfg.train.device).startswith("cuda"):
         logger.warning("train.amp.enabled=True ignored: AMP is only used on CUDA.")
         amp = False
+    holder = []
+    train_loader = deferred_train_loader(cfg, lambda: holder[0])
     trainer = (AMPTrainer if amp else SimpleTrainer)(model, train_loader, optim)
+    holder.append(trainer)
     return model, optim, trainer
 
 
@@ -215,6 +218,7 @@ def do_train(args, cfg):
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
+            RNGStateHook(),
             _StepStats(cfg.train.device),
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
             hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)

@@ -17,7 +17,7 @@ def _args(out, flags=(), opts=()):
         "train.seed=0", "dataloader.train.dataset.names=synthetic_train",
         "dataloader.test.dataset.names=synthetic_val", "dataloader.train.num_workers=0",
         "dataloader.test.num_workers=0", "model.roi_heads.batch_size_per_image=32",
-        "model.proposal_generator.post_nms_topk=[200,100]",
+        "model.proposal_generator.post_nms_topk=[200,100]", "optimizer.lr=0.002",
     ]
     return argument_parser().parse_args([*flags, "--config-file", CONFIG, *base, *opts])
 

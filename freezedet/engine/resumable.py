@@ -1,0 +1,107 @@
+"""Exact resumption: a resumed run sees the same samples and random numbers as an uninterrupted one.
+
+detectron2 restores weights, optimizer, scheduler and iteration on ``--resume`` but restarts the
+sampler's index stream and leaves the RNGs freshly seeded, so a resumed run trains on different
+batches with different RoI sampling. Here:
+
+- :class:`RNGStateHook` checkpoints the python / numpy / torch (and CUDA) RNG states with the
+  trainer and restores them on resume;
+- :func:`deferred_train_loader` builds the train loader at the first training step, when the
+  start iteration is known, skipping the indices this rank already consumed, and without
+  drawing from the global torch RNG (``DataLoader`` draws its base seed from it).
+
+Exactness holds for ``num_workers=0`` with a seeded sampler (``train.seed >= 0``) and batches
+that consume exactly ``batch size`` indices (no aspect-ratio buckets left half full); otherwise
+resumption is approximately, not exactly, the same stream.
+"""
+import itertools
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from detectron2.config import instantiate
+from detectron2.data.samplers import TrainingSampler
+from detectron2.engine import HookBase
+from detectron2.utils import comm
+from detectron2.utils.registry import locate
+
+__all__ = ["RNGStateHook", "SkipSampler", "deferred_train_loader"]
+
+
+class RNGStateHook(HookBase):
+    """Saves and restores all RNG states as part of the trainer's checkpointed state."""
+
+    def state_dict(self):
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        # tensors and plain python values only: checkpoints stay loadable with weights_only=True
+        state = {
+            "python": random.getstate(),
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state):
+        random.setstate(state["python"])
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class SkipSampler(Sampler):
+    """Yields ``sampler``'s indices after skipping the first ``skip`` of them."""
+
+    def __init__(self, sampler, skip: int):
+        self.sampler = sampler
+        self.skip = skip
+
+    def __iter__(self):
+        yield from itertools.islice(iter(self.sampler), self.skip, None)
+
+
+def _build_train_loader(cfg, start_iter: int):
+    train = cfg.dataloader.train
+    dataset = instantiate(train.dataset)
+    seed = cfg.train.get("seed", -1)
+    if train.get("sampler") is not None:
+        sampler = instantiate(train.sampler)
+    else:
+        sampler = TrainingSampler(len(dataset), seed=seed if seed >= 0 else None)
+    per_rank = train.total_batch_size // comm.get_world_size()
+    if start_iter > 0:
+        sampler = SkipSampler(sampler, start_iter * per_rank)
+    rest = {k: instantiate(v) for k, v in train.items() if k not in ("_target_", "dataset", "sampler")}
+    target = train._target_
+    target = locate(target) if isinstance(target, str) else target
+    return target(dataset=dataset, sampler=sampler, **rest)
+
+
+class deferred_train_loader:
+    """An iterable whose iterator builds ``cfg.dataloader.train`` at the first ``next()``.
+
+    detectron2's trainers call ``iter(loader)`` when constructed, before ``--resume`` has loaded
+    the checkpoint; the start iteration is read from ``trainer.start_iter`` when data is first
+    needed.
+    """
+
+    def __init__(self, cfg, trainer_ref):
+        """
+        Args:
+            cfg: the LazyConfig.
+            trainer_ref (callable): returns the trainer (set once it exists).
+        """
+        self._cfg = cfg
+        self._trainer_ref = trainer_ref
+
+    def __iter__(self):
+        loader = _build_train_loader(self._cfg, self._trainer_ref().start_iter)
+        rng = torch.get_rng_state()
+        it = iter(loader)
+        torch.set_rng_state(rng)
+        yield from it
