@@ -12,6 +12,7 @@ import os
 import resource
 import sys
 import time
+import types
 
 import torch
 
@@ -72,13 +73,17 @@ def default_output_dir(config_file: str) -> str:
     return os.path.join("output", os.path.splitext(rel)[0])
 
 
+def resolve_config_file(config_file: str) -> str:
+    """A path as given, or else a config shipped with freezedet (``"DeepForest/....py"``)."""
+    from ..model_zoo import get_config_file
+
+    return config_file if os.path.exists(config_file) else get_config_file(config_file)
+
+
 def load_config(config_file: str, overrides=()):
     """Load a LazyConfig, apply ``key=value`` overrides (unknown keys are an error), resolve
     defaults that depend on the file (output dir) and the machine (device, AMP)."""
-    from ..model_zoo import get_config_file
-
-    if not os.path.exists(config_file):
-        config_file = get_config_file(config_file)
+    config_file = resolve_config_file(config_file)
     cfg = LazyConfig.load(config_file)
     _check_override_keys(cfg, overrides, config_file)
     cfg = LazyConfig.apply_overrides(cfg, list(overrides))
@@ -140,7 +145,7 @@ def _clip_gradients(optimizer, clip_cfg):
     kind, value = clip_cfg.get("clip_type", "norm"), clip_cfg.get("clip_value", 1.0)
     assert kind in ("norm", "value"), f"train.clip_grad.clip_type={kind!r}: 'norm' or 'value'"
 
-    def clipped_step(*args, **kwargs):
+    def clipped_step(self, *args, **kwargs):
         grads = [p for p in params if p.grad is not None]
         if kind == "norm":
             torch.nn.utils.clip_grad_norm_(grads, value, clip_cfg.get("norm_type", 2.0))
@@ -148,7 +153,8 @@ def _clip_gradients(optimizer, clip_cfg):
             torch.nn.utils.clip_grad_value_(grads, value)
         return step(*args, **kwargs)
 
-    optimizer.step = clipped_step
+    # a bound method: torch's LR schedulers wrap ``optimizer.step.__func__``
+    optimizer.step = types.MethodType(clipped_step, optimizer)
     return optimizer
 
 
@@ -240,6 +246,7 @@ def do_train(args, cfg):
 
 
 def main(args):
+    args.config_file = resolve_config_file(args.config_file)
     cfg = load_config(args.config_file, args.opts)
     if args.device:
         cfg.train.device = args.device
