@@ -1,1 +1,1 @@
-from . import backbone  # noqa: F401  (registers backbones)
+from . import backbone, neck  # noqa: F401  (registers backbones and necks)
