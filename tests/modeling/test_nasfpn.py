@@ -27,7 +27,7 @@ class TinyBottomUp(Backbone):
 
 
 def _neck(**kw):
-    args = dict(bottom_up=TinyBottomUp(), in_features=["c3", "c4", "c5"], out_channels=16,
+    args = dict(bottom_up=TinyBottomUp(), in_features=["c3", "c4", "c5"], out_channels=32,
                 num_repeats=2, norm="BN")
     args.update(kw)
     return NASFPN(**args)
@@ -45,7 +45,7 @@ def test_topology_and_output_shape():
     out = neck(torch.randn(2, 3, 256, 384))
     for name, t in out.items():
         s = shapes[name]
-        assert tuple(t.shape) == (2, 16, 256 // s.stride, 384 // s.stride), (name, t.shape)
+        assert tuple(t.shape) == (2, 32, 256 // s.stride, 384 // s.stride), (name, t.shape)
     assert neck.size_divisibility == 128
     assert neck.padding_constraints == {"size_divisibility": 128, "square_size": 0}
 
@@ -71,7 +71,7 @@ def test_norms_and_activations(norm, activation):
 def test_attention_cell_is_gated_by_the_coarser_input():
     from freezedet.modeling.neck.nasfpn import _global_attention, _resample
 
-    fine, coarse = torch.randn(1, 16, 8, 8), torch.randn(1, 16, 2, 2)
+    fine, coarse = torch.randn(1, 32, 8, 8), torch.randn(1, 32, 2, 2)
 
     up = _resample(coarse, 6, 4, (8, 8))
     expected = up + fine * torch.sigmoid(up.amax(dim=(2, 3), keepdim=True))
