@@ -1,4 +1,5 @@
-# The fine-tuned counterpart: the ImageNet trunk trains (BN statistics kept, batch is tiny).
+# Faster R-CNN + FPN, EfficientNet-Lite0 (real ImageNet weights) trunk, finetune.
+from ..common.backbones import use_backbone
 from .faster_rcnn_fpn_effl0_frozen import dataloader, lr_multiplier, model, optimizer, train
 
-model.backbone.bottom_up.mode = "finetune"
+use_backbone(model, dataloader, train, "effl0", "finetune")

@@ -1,6 +1,5 @@
-# The from-scratch counterpart: random trunk, trainable BN, no ImageNet weights.
+# Faster R-CNN + FPN, EfficientNet-Lite0 (real ImageNet weights) trunk, scratch.
+from ..common.backbones import use_backbone
 from .faster_rcnn_fpn_effl0_frozen import dataloader, lr_multiplier, model, optimizer, train
 
-model.backbone.bottom_up.mode = "scratch"
-model.backbone.bottom_up.norm = "BN"
-train.init_checkpoint = ""
+use_backbone(model, dataloader, train, "effl0", "scratch")

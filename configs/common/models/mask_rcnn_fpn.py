@@ -1,22 +1,5 @@
 # Mask R-CNN on FPN: faster_rcnn_fpn plus the mask branch on p3-p5.
-from detectron2.config import LazyCall as L
-from detectron2.layers import ShapeSpec
-from detectron2.modeling.poolers import ROIPooler
-from detectron2.modeling.roi_heads import MaskRCNNConvUpsampleHead
-
 from .faster_rcnn_fpn import model
+from .mask_heads import add_mask_head
 
-model.roi_heads.update(
-    mask_in_features="${.box_in_features}",
-    mask_pooler=L(ROIPooler)(
-        output_size=14,
-        scales="${..box_pooler.scales}",
-        sampling_ratio=0,
-        pooler_type="ROIAlignV2",
-    ),
-    mask_head=L(MaskRCNNConvUpsampleHead)(
-        input_shape=L(ShapeSpec)(channels="${....backbone.out_channels}", width=14, height=14),
-        num_classes="${..num_classes}",
-        conv_dims=[256, 256, 256, 256, 256],
-    ),
-)
+add_mask_head(model.roi_heads)
