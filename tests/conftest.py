@@ -44,3 +44,54 @@ def synthetic_dataset(tmp_path_factory):
             DatasetCatalog.register(name, lambda r=records: [dict(x) for x in r])
             MetadataCatalog.get(name).set(thing_classes=["box"], evaluator_type="coco")
     return "synthetic_train", "synthetic_val"
+
+
+def write_coco_config(root, n=4):
+    """Synthetic images + COCO json + a config file (outside configs/) that trains the DeepForest
+    Faster R-CNN recipe on them through ``coco_json_dataset``: usable by subprocess runs."""
+    import json
+
+    records = make_synthetic_dataset(os.path.join(root, "images"), n=n)
+    images, anns = [], []
+    for r in records:
+        images.append({"id": r["image_id"], "file_name": os.path.basename(r["file_name"]),
+                       "height": r["height"], "width": r["width"]})
+        for a in r["annotations"]:
+            x0, y0, x1, y1 = a["bbox"]
+            anns.append({"id": len(anns) + 1, "image_id": r["image_id"], "category_id": 1,
+                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+                         "iscrowd": 0})
+    json_file = os.path.join(root, "ann.json")
+    with open(json_file, "w") as f:
+        json.dump({"images": images, "annotations": anns,
+                   "categories": [{"id": 1, "name": "box"}]}, f)
+    image_root = os.path.join(root, "images")
+    config = os.path.join(root, "synthetic_coco.py")
+    with open(config, "w") as f:
+        f.write(f"""from detectron2.config import LazyCall as L
+from freezedet.data.coco_json import coco_json_dataset
+from freezedet.model_zoo import get_config
+
+_base = get_config("DeepForest/faster_rcnn_fpn_effl0_frozen.py")
+model, dataloader, optimizer = _base.model, _base.dataloader, _base.optimizer
+lr_multiplier, train = _base.lr_multiplier, _base.train
+dataloader.train.dataset = L(coco_json_dataset)(
+    name="synth_train", json_file={json_file!r}, image_root={image_root!r})
+dataloader.test.dataset = L(coco_json_dataset)(
+    name="synth_val", json_file={json_file!r}, image_root={image_root!r}, filter_empty=False)
+dataloader.evaluator.dataset_name = "synth_val"
+dataloader.train.num_workers = 0
+dataloader.test.num_workers = 0
+model.roi_heads.batch_size_per_image = 32
+model.proposal_generator.post_nms_topk = [200, 100]
+optimizer.lr = 0.002
+train.seed = 0
+train.log_period = 1
+""")
+    return config
+
+
+@pytest.fixture(scope="session")
+def coco_config(tmp_path_factory):
+    """Path of a config training on a synthetic COCO json (see write_coco_config)."""
+    return write_coco_config(str(tmp_path_factory.mktemp("coco")))

@@ -1,36 +1,62 @@
 """DeepForest tree crowns: real aerial images with Pascal VOC boxes, shipped in PyPI ``deepforest``.
 
-``deepforest/data/`` (install the package with ``--no-deps``; nothing of it is imported) holds
-4 annotated RGB images, 951 boxes:
+``deepforest/data/`` (the package is installed ``--no-deps`` and never imported: only its data
+folder is read) holds 5 RGB PNG tiles of NEON airborne imagery, 4 of them with a VOC XML file:
 
-=============================================  ===========  =====  =======================
-image                                          size         boxes  split
-=============================================  ===========  =====  =======================
-2019_YELL_2_528000_4978000_image_crop2.png     2299 x 2472    574  by region (see below)
-2019_YELL_2_541000_4977000_image_crop.png      1249 x 1035    279  by region
-OSBS_029.png                                   400 x 400       61  train
-SOAP_061.png                                   400 x 400       37  val
-SOAP_031.png (no annotations)                  400 x 400        0  unlabeled only
-=============================================  ===========  =====  =======================
+=============================================  ===========  =====  ==========================
+image                                          size (WxH)   boxes  used as
+=============================================  ===========  =====  ==========================
+2019_YELL_2_528000_4978000_image_crop2         2299 x 2472    574  split by region (below)
+2019_YELL_2_541000_4977000_image_crop          1249 x 1035    279  split by region
+OSBS_029                                       400 x 400       61  train (one tile)
+SOAP_061                                       400 x 400       37  val (one tile, another site)
+SOAP_031 (no XML)                              400 x 400        0  unlabeled only
+=============================================  ===========  =====  ==========================
 
-All classes ("Tree", and "Alive"/"Dead" on SOAP_061) map to one class, ``tree``: the
-alive/dead split exists on one 400 px image only, too few boxes to learn or evaluate it.
+**Classes.** The XML class names are "Tree" (YELL, OSBS) and "Alive" / "Dead" (SOAP_061 only);
+all map to the single class ``tree`` (:data:`CLASS_MAP`): the alive/dead split exists on one
+400 px image, too few boxes to learn or evaluate it. Any other name is an error, so new data
+cannot be merged silently.
 
-**Split by source region.** For each large image the right-most strip (25 % of the width, at
-least one tile wide) is the validation region, the rest the training region. Each region is
-tiled on its own (``tile_size`` px, stride = tile size, the last row/column aligned to the
-region's edge), so no validation tile overlaps a training tile. Boxes are clipped to their tile;
-a clipped box is kept if it keeps >= ``min_visible`` of its area and is >= ``min_size`` px on
-both sides. At most ``max_empty_tiles`` tree-less tiles are kept per region. The two small
-images are one tile each: OSBS_029 for training, SOAP_061 (another site) for validation.
+**Boxes.** VOC coordinates are 1-based inclusive pixel indices (``xmax`` reaches the image
+width); like detectron2's own VOC loader, ``xmin - 1, ymin - 1, xmax, ymax`` gives XYXY_ABS.
 
-Registered names: ``deepforest_train``, ``deepforest_val``, ``deepforest_train_{10,25,50}pct``
-(deterministic tile subsets, for low-data points), ``deepforest_unlabeled`` (training tiles +
-SOAP_031, annotations removed: for self-supervised pre-training without touching validation
-images) and ``deepforest_all`` (every tile, annotations removed). Tiles are written once as PNG
-under ``data_root()/deepforest_tiles/<parameter hash>/`` (atomically), the first time a dataset
-is requested.
+**Split by source region.** For each large image the right-most strip (``val_fraction`` of the
+width, at least one tile wide) is the validation region; the training region ends ``gap`` px
+before it. The gap (128 px) is wider than the widest crown (107 px), so no crown reaches into
+both regions. Each region is tiled on its own (``tile_size`` px, stride = tile size, the last row
+and column aligned to the region's edge), so no tile crosses the border and no validation tile
+overlaps a training tile. Boxes are clipped to their tile; a clipped box is kept if it keeps
+>= ``min_visible`` of its area and is >= ``min_size`` px on both sides. At most
+``max_empty_tiles`` tree-less tiles are kept per region (the first ones in raster order).
+
+With the defaults (400 px tiles, ``val_fraction=0.25``, ``gap=128``, ``min_visible=0.5``,
+``min_size=4``, ``max_empty_tiles=2``):
+
+=========  =====  =====================================================
+split      tiles  boxes
+=========  =====  =====================================================
+train         38  692  (crop2: 30 tiles, crop: 7, OSBS_029: 1)
+val           17  403  (crop2: 14 tiles, crop: 2, SOAP_061: 1)
+=========  =====  =====================================================
+
+(train + val box counts exceed the 951 annotated crowns because the last row/column of a
+region overlaps its neighbour, so some crowns appear in two tiles of the same split.)
+
+Registered names (cheap: tiles are cut and written the first time a name is requested):
+
+- ``deepforest_train``, ``deepforest_val``: the splits above.
+- ``deepforest_train_{10,25,50}pct``: deterministic, nested tile subsets of the training split,
+  for low-data points; :func:`register_deepforest_subset` registers other fractions / seeds.
+- ``deepforest_unlabeled``: training tiles + SOAP_031, annotations removed (self-supervised
+  pre-training without touching validation images).
+- ``deepforest_all``: every tile (train, val, SOAP_031), annotations removed.
+
+Tiles are written once as PNG files (temp file + rename, so concurrent processes never read a
+partial file) under ``data_root()/deepforest_tiles/<hash>/``, the hash covering the tiling
+parameters and the source annotations, so standard detectron2 mappers read them from disk.
 """
+
 import hashlib
 import importlib.metadata
 import json
@@ -50,24 +76,32 @@ from detectron2.structures import BoxMode
 from .paths import data_root
 
 __all__ = [
+    "CLASS_MAP",
+    "SOURCES",
     "deepforest_data_dir",
     "parse_voc_xml",
     "tile_dataset",
+    "subset",
     "load_deepforest",
     "register_deepforest",
-    "subset",
+    "register_deepforest_subset",
 ]
 
 logger = logging.getLogger(__name__)
 
-LARGE_IMAGES = (
-    "2019_YELL_2_528000_4978000_image_crop2",
-    "2019_YELL_2_541000_4977000_image_crop",
-)
-SMALL_IMAGES = {"OSBS_029": "train", "SOAP_061": "val"}
-UNLABELED_IMAGES = ("SOAP_031",)
-SPLITS = ("train", "val")
-FRACTIONS = (10, 25, 50)
+# source image (without .png) -> how it is used; "region" images are split train/val by region
+SOURCES = {
+    "2019_YELL_2_528000_4978000_image_crop2": "region",
+    "2019_YELL_2_541000_4977000_image_crop": "region",
+    "OSBS_029": "train",
+    "SOAP_061": "val",
+    "SOAP_031": "unlabeled",
+}
+CLASS_MAP = {"Tree": "tree", "Alive": "tree", "Dead": "tree"}
+THING_CLASSES = ["tree"]
+FRACTIONS = (0.1, 0.25, 0.5)
+# bump when the tiling logic changes, so caches made by older code are not reused
+_TILING_VERSION = 2
 
 
 def deepforest_data_dir() -> str:
@@ -77,52 +111,87 @@ def deepforest_data_dir() -> str:
     except importlib.metadata.PackageNotFoundError:
         raise FileNotFoundError(
             "The PyPI package 'deepforest' is not installed; it ships the DeepForest images. "
-            "Install it with `pip install --no-deps deepforest==2.1.0` (or run `make install`)."
+            "Run `make install` (it installs deepforest with --no-deps)."
         ) from None
     path = str(dist.locate_file("deepforest/data"))
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"deepforest is installed but {path} does not exist")
+        raise FileNotFoundError(f"deepforest is installed but {path} does not exist; reinstall it")
     return path
 
 
-def parse_voc_xml(path: str) -> Tuple[Tuple[int, int], List[List[float]]]:
-    """((width, height), [[x0, y0, x1, y1], ...]) from a Pascal VOC file; VOC pixel indices are
-    inclusive, so x1 + 1 / y1 + 1 give detectron2's exclusive XYXY_ABS extent."""
+def parse_voc_xml(path: str) -> Tuple[Tuple[int, int], np.ndarray]:
+    """Read a Pascal VOC file of tree boxes.
+
+    Returns:
+        ((width, height), boxes): boxes is a float64 (N, 4) XYXY_ABS array (see module
+        docstring for the coordinate convention), clipped to the image.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"annotation file {path} does not exist; reinstall deepforest")
     try:
         root = ET.parse(path).getroot()
         size = root.find("size")
-        wh = (int(size.find("width").text), int(size.find("height").text))
+        width, height = int(size.find("width").text), int(size.find("height").text)
         boxes = []
-        for obj in root.iter("object"):
+        for i, obj in enumerate(root.iter("object")):
+            name = obj.find("name").text
+            if name not in CLASS_MAP:
+                raise ValueError(f"object {i} has class {name!r}, not one of {sorted(CLASS_MAP)}")
             bb = obj.find("bndbox")
             x0, y0, x1, y1 = (float(bb.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax"))
-            boxes.append([x0, y0, x1 + 1, y1 + 1])
+            boxes.append([x0 - 1, y0 - 1, x1, y1])
     except (ET.ParseError, AttributeError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: not a valid Pascal VOC annotation file ({e})") from e
-    return wh, boxes
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    return (width, height), boxes
+
+
+def _read_image(path: str) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"DeepForest image {path} does not exist; reinstall deepforest")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError as e:  # PIL's UnidentifiedImageError and truncated-file errors
+        raise ValueError(f"{path}: cannot read the image ({e}); reinstall deepforest") from e
+
+
+def _image_size(path: str) -> Tuple[int, int]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"DeepForest image {path} does not exist; reinstall deepforest")
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the image ({e}); reinstall deepforest") from e
 
 
 def _positions(start: int, end: int, tile: int) -> List[int]:
-    """Tile origins covering [start, end): stride = tile, last one aligned to ``end``."""
-    assert end - start >= tile, f"region [{start}, {end}) is smaller than one tile ({tile})"
+    """Tile origins covering [start, end): stride = tile, the last one aligned to ``end``."""
+    assert end - start >= tile, f"region [{start}, {end}) is narrower than one tile ({tile} px)"
     pos = list(range(start, end - tile + 1, tile))
     if pos[-1] + tile < end:
         pos.append(end - tile)
     return pos
 
 
-def _regions(name: str, width: int, height: int, tile: int, val_fraction: float):
-    """{split: (x0, x1)} column ranges of an image, each a full-height strip."""
-    if name in SMALL_IMAGES:
-        return {SMALL_IMAGES[name]: (0, width)}
+def _regions(name: str, width: int, tile: int, val_fraction: float, gap: int):
+    """{split: (x0, x1)}: full-height column ranges of an image."""
+    role = SOURCES[name]
+    if role != "region":
+        return {role: (0, width)}
     val_w = max(tile, int(round(width * val_fraction)))
-    assert width - val_w >= tile, f"{name}: {width} px too narrow for a train and a val region"
-    return {"train": (0, width - val_w), "val": (width - val_w, width)}
+    train_end = width - val_w - gap
+    assert train_end >= tile, (
+        f"{name}: {width} px is too narrow for a {tile} px train region, a {gap} px gap and a "
+        f"{val_w} px val region; use smaller tiles or val_fraction"
+    )
+    return {"train": (0, train_end), "val": (width - val_w, width)}
 
 
-def _clip(boxes: np.ndarray, x0, y0, tile, min_visible, min_size) -> np.ndarray:
-    if len(boxes) == 0:
-        return boxes.reshape(0, 4)
+def _clip(boxes: np.ndarray, x0: int, y0: int, tile: int, min_visible: float, min_size: float):
     clipped = boxes.copy()
     clipped[:, [0, 2]] = np.clip(clipped[:, [0, 2]], x0, x0 + tile) - x0
     clipped[:, [1, 3]] = np.clip(clipped[:, [1, 3]], y0, y0 + tile) - y0
@@ -143,56 +212,20 @@ def _save_png_atomic(array: np.ndarray, path: str):
             os.unlink(tmp)
 
 
-def tile_dataset(
-    *, tile_size: int = 400, val_fraction: float = 0.25, min_visible: float = 0.5,
-    min_size: float = 4.0, max_empty_tiles: int = 2, cache_dir: str = None,
-) -> Dict[str, List[dict]]:
-    """Tile the annotated images (see module docstring); returns ``{split: records}`` with
-    split in "train", "val", "unlabeled". Tiles are cached as PNG files."""
-    params = dict(tile_size=tile_size, val_fraction=val_fraction, min_visible=min_visible,
-                  min_size=min_size, max_empty_tiles=max_empty_tiles, version=1)
-    digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
-    cache_dir = cache_dir or os.path.join(data_root(), "deepforest_tiles", digest)
-    os.makedirs(cache_dir, exist_ok=True)
-    src = deepforest_data_dir()
-    out = {"train": [], "val": [], "unlabeled": []}
-    for name in LARGE_IMAGES + tuple(SMALL_IMAGES) + UNLABELED_IMAGES:
-        image_path = os.path.join(src, name + ".png")
-        if not os.path.isfile(image_path):
-            raise FileNotFoundError(f"DeepForest image {image_path} is missing; reinstall deepforest")
-        if name in UNLABELED_IMAGES:
-            with Image.open(image_path) as im:
-                (width, height), boxes = im.size, []
-            regions = {"unlabeled": (0, width)}
-        else:
-            (width, height), boxes = parse_voc_xml(os.path.join(src, name + ".xml"))
-            regions = _regions(name, width, height, tile_size, val_fraction)
-        image = None
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        for split, (rx0, rx1) in regions.items():
-            n_empty = 0
-            for y in _positions(0, height, tile_size):
-                for x in _positions(rx0, rx1, tile_size):
-                    tile_boxes = _clip(boxes, x, y, tile_size, min_visible, min_size)
-                    if len(tile_boxes) == 0 and split != "unlabeled":
-                        n_empty += 1
-                        if n_empty > max_empty_tiles:
-                            continue
-                    path = os.path.join(cache_dir, f"{name}_x{x}_y{y}.png")
-                    if not os.path.isfile(path):
-                        if image is None:
-                            image = np.asarray(Image.open(image_path).convert("RGB"))
-                            assert image.shape[:2] == (height, width), (
-                                f"{image_path}: image is {image.shape[1]}x{image.shape[0]}, "
-                                f"its annotation says {width}x{height}"
-                            )
-                        _save_png_atomic(image[y : y + tile_size, x : x + tile_size], path)
-                    out[split].append(_record(path, name, x, y, tile_size, tile_boxes))
-    return out
+def _cache_key(src: str, params: dict) -> str:
+    h = hashlib.sha1(json.dumps(params, sort_keys=True).encode())
+    for name in SOURCES:
+        xml = os.path.join(src, name + ".xml")
+        if os.path.isfile(xml):
+            with open(xml, "rb") as f:
+                h.update(f.read())
+        png = os.path.join(src, name + ".png")
+        h.update(str(os.path.getsize(png) if os.path.isfile(png) else -1).encode())
+    return h.hexdigest()[:12]
 
 
-def _record(path, source, x, y, tile, boxes) -> dict:
-    # stable across runs and machines: derived from the source image and the tile origin
+def _record(path: str, source: str, x: int, y: int, tile: int, boxes: np.ndarray) -> dict:
+    # stable across runs and machines: derived from the source image and the tile rectangle
     image_id = int(hashlib.sha1(f"{source}:{x}:{y}:{tile}".encode()).hexdigest()[:8], 16)
     return {
         "file_name": path,
@@ -200,58 +233,167 @@ def _record(path, source, x, y, tile, boxes) -> dict:
         "height": tile,
         "width": tile,
         "source_image": source,
-        "tile_origin": (x, y),
+        "tile_box": (x, y, x + tile, y + tile),
         "annotations": [
-            {"bbox": [float(v) for v in b], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0,
-             "iscrowd": 0}
+            {
+                "bbox": [float(v) for v in b],
+                "bbox_mode": BoxMode.XYXY_ABS,
+                "category_id": 0,
+                "iscrowd": 0,
+            }
             for b in boxes
         ],
     }
 
 
+def tile_dataset(
+    *,
+    tile_size: int = 400,
+    val_fraction: float = 0.25,
+    gap: int = 128,
+    min_visible: float = 0.5,
+    min_size: float = 4.0,
+    max_empty_tiles: int = 2,
+    cache_dir: str = None,
+) -> Dict[str, List[dict]]:
+    """Tile the DeepForest images as described in the module docstring.
+
+    Args:
+        tile_size (int): tile side in px, at most 400 (the smallest images' side, which are
+            tiled like the large ones' regions when tile_size < 400).
+        val_fraction (float): width fraction of each large image that goes to validation.
+        gap (int): px between the training and validation regions of a large image.
+        min_visible (float): fraction of its area a clipped box must keep to stay.
+        min_size (float): minimum width and height (px) of a clipped box.
+        max_empty_tiles (int): tiles without boxes kept per region.
+        cache_dir (str): where tile PNGs go; default ``data_root()/deepforest_tiles/<hash>``.
+
+    Returns:
+        dict: ``{"train": records, "val": records, "unlabeled": records}`` (``unlabeled`` holds
+        SOAP_031's tile only). Records carry detectron2's standard keys plus ``source_image``
+        and ``tile_box`` (the tile's XYXY rectangle in the source image).
+    """
+    assert (
+        0 < tile_size <= 400
+    ), f"tile_size={tile_size}: must be in (0, 400], the size of the smallest images"
+    assert 0 < val_fraction < 1, f"val_fraction={val_fraction} must be in (0, 1)"
+    assert gap >= 0 and max_empty_tiles >= 0, (gap, max_empty_tiles)
+    src = deepforest_data_dir()
+    params = dict(
+        tile_size=tile_size,
+        val_fraction=val_fraction,
+        gap=gap,
+        min_visible=min_visible,
+        min_size=min_size,
+        max_empty_tiles=max_empty_tiles,
+        version=_TILING_VERSION,
+    )
+    cache_dir = cache_dir or os.path.join(data_root(), "deepforest_tiles", _cache_key(src, params))
+    os.makedirs(cache_dir, exist_ok=True)
+    out = {"train": [], "val": [], "unlabeled": []}
+    for name, role in SOURCES.items():
+        image_path = os.path.join(src, name + ".png")
+        if role == "unlabeled":
+            (width, height), boxes = _image_size(image_path), np.zeros((0, 4))
+        else:
+            (width, height), boxes = parse_voc_xml(os.path.join(src, name + ".xml"))
+        image = None
+        for split, (rx0, rx1) in _regions(name, width, tile_size, val_fraction, gap).items():
+            n_empty = 0
+            for y in _positions(0, height, tile_size):
+                for x in _positions(rx0, rx1, tile_size):
+                    tile_boxes = _clip(boxes, x, y, tile_size, min_visible, min_size)
+                    if len(tile_boxes) == 0 and role != "unlabeled":
+                        n_empty += 1
+                        if n_empty > max_empty_tiles:
+                            continue
+                    path = os.path.join(cache_dir, f"{name}_x{x}_y{y}.png")
+                    if not os.path.isfile(path):
+                        if image is None:
+                            image = _read_image(image_path)
+                            if image.shape[:2] != (height, width):
+                                raise ValueError(
+                                    f"{image_path} is {image.shape[1]}x{image.shape[0]} px but "
+                                    f"its annotation file says {width}x{height}"
+                                )
+                        _save_png_atomic(image[y : y + tile_size, x : x + tile_size], path)
+                    out[split].append(_record(path, name, x, y, tile_size, tile_boxes))
+    ids = [r["image_id"] for records in out.values() for r in records]
+    assert len(set(ids)) == len(ids), "tile image_id collision; change the id derivation"
+    logger.info(
+        "DeepForest tiles in %s: %s",
+        cache_dir,
+        ", ".join(f"{k} {len(v)}" for k, v in out.items()),
+    )
+    return out
+
+
 def subset(records: List[dict], fraction: float, seed: int = 0) -> List[dict]:
-    """A deterministic random subset of ``fraction`` of the records (at least one)."""
+    """A deterministic random subset of ``fraction`` of the records (at least one), in their
+    original order. For one seed, smaller fractions give subsets of larger ones."""
     assert 0 < fraction <= 1, f"fraction={fraction} must be in (0, 1]"
     order = sorted(range(len(records)), key=lambda i: records[i]["image_id"])
     random.Random(seed).shuffle(order)
-    n = max(1, int(round(fraction * len(records))))
+    n = max(1, round(fraction * len(records)))
     return [records[i] for i in sorted(order[:n])]
 
 
-def _strip_annotations(records):
-    return [{k: v for k, v in r.items() if k != "annotations"} for r in records]
+_TILES = {}
 
 
-_CACHE = {}
+def _tiles() -> Dict[str, List[dict]]:
+    if "default" not in _TILES:
+        _TILES["default"] = tile_dataset()
+    return _TILES["default"]
 
 
-def load_deepforest(split: str) -> List[dict]:
-    """Records of a registered split name's data (tiling on first use)."""
-    if "tiles" not in _CACHE:
-        _CACHE["tiles"] = tile_dataset()
-    tiles = _CACHE["tiles"]
-    if split in SPLITS:
-        return [dict(r) for r in tiles[split]]
-    if split.startswith("train_") and split.endswith("pct"):
-        return [dict(r) for r in subset(tiles["train"], int(split[6:-3]) / 100.0)]
-    if split == "unlabeled":
-        return _strip_annotations(tiles["train"] + tiles["unlabeled"])
-    if split == "all":
-        return _strip_annotations(tiles["train"] + tiles["val"] + tiles["unlabeled"])
-    raise KeyError(f"unknown DeepForest split {split!r}")
+def load_deepforest(split: str, fraction: float = 1.0, seed: int = 0) -> List[dict]:
+    """Records of one split: "train", "val", "unlabeled" or "all" (the latter two without
+    annotations); ``fraction`` < 1 takes :func:`subset` of it. Tiles are made on first use."""
+    tiles = _tiles()
+    if split in ("train", "val"):
+        records = tiles[split]
+    elif split == "unlabeled":
+        records = tiles["train"] + tiles["unlabeled"]
+    elif split == "all":
+        records = tiles["train"] + tiles["val"] + tiles["unlabeled"]
+    else:
+        raise KeyError(f"unknown DeepForest split {split!r}; use train, val, unlabeled or all")
+    if fraction < 1:
+        records = subset(records, fraction, seed)
+    if split in ("unlabeled", "all"):
+        return [{k: v for k, v in r.items() if k != "annotations"} for r in records]
+    return [dict(r, annotations=[dict(a) for a in r["annotations"]]) for r in records]
+
+
+def _register(name: str, split: str, fraction: float = 1.0, seed: int = 0):
+    if name in DatasetCatalog.list():
+        return
+    DatasetCatalog.register(name, lambda: load_deepforest(split, fraction, seed))
+    MetadataCatalog.get(name).set(
+        thing_classes=THING_CLASSES, evaluator_type="coco", source="PyPI deepforest, data/"
+    )
+
+
+def register_deepforest_subset(fraction: float, *, seed: int = 0, split: str = "train") -> str:
+    """Register a deterministic ``fraction`` of a split's tiles (see :func:`subset`).
+
+    Returns:
+        str: the name, ``deepforest_{split}_{100 * fraction}pct``, plus ``_seed{seed}`` if
+        seed != 0. Registering the same name again is a no-op.
+    """
+    assert 0 < fraction <= 1, f"fraction={fraction} must be in (0, 1]"
+    name = f"deepforest_{split}_{100 * fraction:g}pct" + (f"_seed{seed}" if seed else "")
+    _register(name, split, fraction, seed)
+    return name
 
 
 def register_deepforest():
-    """Register the DeepForest datasets (cheap: tiles are made when first requested)."""
-    names = list(SPLITS) + [f"train_{p}pct" for p in FRACTIONS] + ["unlabeled", "all"]
-    for split in names:
-        name = f"deepforest_{split}"
-        if name in DatasetCatalog.list():
-            continue
-        DatasetCatalog.register(name, lambda s=split: load_deepforest(s))
-        MetadataCatalog.get(name).set(
-            thing_classes=["tree"], evaluator_type="coco", source="PyPI deepforest, data/"
-        )
+    """Register the DeepForest names listed in the module docstring; idempotent."""
+    for split in ("train", "val", "unlabeled", "all"):
+        _register(f"deepforest_{split}", split)
+    for fraction in FRACTIONS:
+        register_deepforest_subset(fraction)
 
 
 register_deepforest()

@@ -6,7 +6,7 @@ batches with different RoI sampling. Here:
 
 - :class:`RNGStateHook` checkpoints the python / numpy / torch (and CUDA) RNG states with the
   trainer and restores them on resume;
-- :func:`deferred_train_loader` builds the train loader at the first training step, when the
+- :class:`deferred_train_loader` builds the train loader at the first training step, when the
   start iteration is known, skipping the indices this rank already consumed, and without
   drawing from the global torch RNG (``DataLoader`` draws its base seed from it).
 
@@ -15,6 +15,7 @@ that consume exactly ``batch size`` indices (no aspect-ratio buckets left half f
 resumption is approximately, not exactly, the same stream.
 """
 import itertools
+import logging
 import random
 
 import numpy as np
@@ -27,7 +28,7 @@ from detectron2.engine import HookBase
 from detectron2.utils import comm
 from detectron2.utils.registry import locate
 
-__all__ = ["RNGStateHook", "SkipSampler", "deferred_train_loader"]
+__all__ = ["RNGStateHook", "SkipSampler", "WeightSyncCheck", "deferred_train_loader"]
 
 
 class RNGStateHook(HookBase):
@@ -100,8 +101,33 @@ class deferred_train_loader:
         self._trainer_ref = trainer_ref
 
     def __iter__(self):
-        loader = _build_train_loader(self._cfg, self._trainer_ref().start_iter)
-        rng = torch.get_rng_state()
-        it = iter(loader)
-        torch.set_rng_state(rng)
+        # A DataLoader draws its base seed from torch's global RNG when its iterator starts,
+        # which for detectron2's aspect-ratio grouping is at the first batch. A resumed run
+        # builds the loader again, so keep that draw out of the training stream; the data path
+        # itself uses numpy's RNG (augmentations), which is left to advance.
+        torch_rng = torch.get_rng_state()
+        it = iter(_build_train_loader(self._cfg, self._trainer_ref().start_iter))
+        first = next(it)
+        torch.set_rng_state(torch_rng)
+        yield first
         yield from it
+
+
+class WeightSyncCheck(HookBase):
+    """After training, check that every rank holds the same weights (DDP desync would otherwise
+    go unnoticed until evaluation looks wrong). A no-op in single-process runs."""
+
+    def after_train(self):
+        if comm.get_world_size() == 1:
+            return
+        model = self.trainer.model
+        model = getattr(model, "module", model)
+        with torch.no_grad():
+            flat = torch.cat([p.detach().double().flatten().cpu() for p in model.parameters()])
+            digest = [float(flat.sum()), float(flat.abs().sum()), float((flat * flat).sum())]
+        digests = comm.all_gather(digest)
+        if any(d != digests[0] for d in digests):
+            raise RuntimeError(f"DDP ranks disagree on the weights after training: {digests}")
+        logging.getLogger("freezedet").info(
+            f"all {len(digests)} ranks hold identical weights (checksum {digests[0][0]:.6e})"
+        )

@@ -34,7 +34,7 @@ from .. import compat
 from ..modeling.backbone import replace_batchnorm
 from ..analysis.params import format_parameter_table, parameter_table
 from .checkpoint import AtomicDetectionCheckpointer
-from .resumable import RNGStateHook, deferred_train_loader
+from .resumable import RNGStateHook, WeightSyncCheck, deferred_train_loader
 
 __all__ = [
     "argument_parser",
@@ -159,7 +159,8 @@ def _clip_gradients(optimizer, clip_cfg):
 
 
 class _StepStats(hooks.HookBase):
-    """Records s/iter (data + compute) and peak memory into the event storage."""
+    """Records s/iter (data + compute), peak memory and the unsmoothed total loss (detectron2's
+    writers report a 20-iteration median) into the event storage."""
 
     def __init__(self, device):
         self._device = device
@@ -171,6 +172,9 @@ class _StepStats(hooks.HookBase):
         storage = self.trainer.storage
         storage.put_scalar("s_per_iter", time.perf_counter() - self._t0, smoothing_hint=True)
         storage.put_scalar("peak_mem_mb", peak_memory_mb(self._device), smoothing_hint=False)
+        if "total_loss" in storage.histories():
+            total = storage.history("total_loss").latest()
+            storage.put_scalar("total_loss_raw", total, smoothing_hint=False)
 
 
 def build_model(cfg):
@@ -230,6 +234,7 @@ def do_train(args, cfg):
             hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
             if comm.is_main_process()
             else None,
+            WeightSyncCheck(),
             hooks.EvalHook(cfg.train.eval_period, evaluate),
             hooks.PeriodicWriter(
                 default_writers(cfg.train.output_dir, cfg.train.max_iter),
