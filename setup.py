@@ -4,6 +4,7 @@
 The exact, verified stack is pinned in ``requirements/constraints.txt`` (``make demo`` /
 ``make test`` install it); the ranges below are deliberately loose.
 """
+
 import os
 import shutil
 

@@ -1,4 +1,5 @@
 """freezedet: detectron2 detection on frozen, reused image-classification backbones."""
+
 from . import compat  # noqa: F401  (applies detectron2-version shims before anything else)
 from . import data, modeling  # noqa: F401  (register datasets, backbones, heads)
 

@@ -27,6 +27,7 @@ Helpers used instead of v0.6 APIs that hard-code CUDA:
    whose ops raise a clear error); used to pick implementations that need no compiled op (e.g.
    the COCO evaluator's ``use_fast_impl``).
 """
+
 import importlib
 import importlib.util
 import logging
@@ -35,7 +36,9 @@ import types
 import warnings
 from datetime import timedelta
 
-warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+warnings.filterwarnings(
+    "ignore", message="`torch.jit.script` is deprecated", category=FutureWarning
+)
 
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
@@ -167,13 +170,17 @@ def import_export() -> types.ModuleType:
 
 
 # 4. launch ----------------------------------------------------------------------------------------
-def _cpu_worker(local_rank, main_func, world_size, procs_per_machine, machine_rank, dist_url, args,
-                timeout):
+def _cpu_worker(
+    local_rank, main_func, world_size, procs_per_machine, machine_rank, dist_url, args, timeout
+):
     from detectron2.utils import comm
 
     global_rank = machine_rank * procs_per_machine + local_rank
     dist.init_process_group(
-        backend="gloo", init_method=dist_url, world_size=world_size, rank=global_rank,
+        backend="gloo",
+        init_method=dist_url,
+        world_size=world_size,
+        rank=global_rank,
         timeout=timeout,
     )
     num_machines = world_size // procs_per_machine
@@ -189,8 +196,15 @@ def _cpu_worker(local_rank, main_func, world_size, procs_per_machine, machine_ra
     main_func(*args)
 
 
-def launch(main_func, num_processes_per_machine, num_machines=1, machine_rank=0, dist_url=None,
-           args=(), timeout=timedelta(minutes=30)):
+def launch(
+    main_func,
+    num_processes_per_machine,
+    num_machines=1,
+    machine_rank=0,
+    dist_url=None,
+    args=(),
+    timeout=timedelta(minutes=30),
+):
     """detectron2's ``launch`` that also works without CUDA.
 
     With CUDA, this is detectron2's own ``launch`` (one process per GPU, NCCL). Without CUDA,
@@ -200,8 +214,15 @@ def launch(main_func, num_processes_per_machine, num_machines=1, machine_rank=0,
     from detectron2.engine import launch as d2_launch
 
     if torch.cuda.is_available():
-        return d2_launch(main_func, num_processes_per_machine, num_machines, machine_rank,
-                         dist_url, args=args, timeout=timeout)
+        return d2_launch(
+            main_func,
+            num_processes_per_machine,
+            num_machines,
+            machine_rank,
+            dist_url,
+            args=args,
+            timeout=timeout,
+        )
     world_size = num_machines * num_processes_per_machine
     if world_size == 1:
         return main_func(*args)
@@ -213,8 +234,15 @@ def launch(main_func, num_processes_per_machine, num_machines=1, machine_rank=0,
     torch.multiprocessing.spawn(
         _cpu_worker,
         nprocs=num_processes_per_machine,
-        args=(main_func, world_size, num_processes_per_machine, machine_rank, dist_url, args,
-              timeout),
+        args=(
+            main_func,
+            world_size,
+            num_processes_per_machine,
+            machine_rank,
+            dist_url,
+            args,
+            timeout,
+        ),
         daemon=False,
     )
 
@@ -240,8 +268,11 @@ def create_ddp_model(model, *, fp16_compression=False, **kwargs):
 
 _FIXES = [
     ("MapDataset random.sample on a set", _map_dataset_fallback_broken, _fix_map_dataset),
-    ("LRScheduler hook drops torch 2 scheduler state", _lr_hook_drops_torch_scheduler_state,
-     _fix_lr_hook_state),
+    (
+        "LRScheduler hook drops torch 2 scheduler state",
+        _lr_hook_drops_torch_scheduler_state,
+        _fix_lr_hook_state,
+    ),
 ]
 
 

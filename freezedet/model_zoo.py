@@ -1,4 +1,5 @@
 """Configs shipped with freezedet, like ``detectron2.model_zoo`` for detectron2's."""
+
 import os
 
 from detectron2.config import LazyConfig
@@ -9,10 +10,15 @@ __all__ = ["configs_root", "get_config_file", "get_config"]
 def configs_root() -> str:
     """``freezedet/configs`` in an installed package, else the source checkout's ``configs/``."""
     here = os.path.dirname(os.path.abspath(__file__))
-    for candidate in (os.path.join(here, "configs"), os.path.join(os.path.dirname(here), "configs")):
+    for candidate in (
+        os.path.join(here, "configs"),
+        os.path.join(os.path.dirname(here), "configs"),
+    ):
         if os.path.isdir(candidate):
             return candidate
-    raise FileNotFoundError(f"freezedet's configs/ folder was found neither in {here} nor beside it")
+    raise FileNotFoundError(
+        f"freezedet's configs/ folder was found neither in {here} nor beside it"
+    )
 
 
 def get_config_file(config_path: str) -> str:

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny synthetic box dataset for fast engine tests (real-data tests live
 beside the components that load real data)."""
+
 import os
 
 import numpy as np
@@ -24,13 +25,18 @@ def make_synthetic_dataset(root, n=4, size=128, seed=0):
             x0, y0 = rng.randint(0, size - w), rng.randint(0, size - h)
             img[y0 : y0 + h, x0 : x0 + w] = rng.randint(150, 255, size=3)
             anns.append(
-                {"bbox": [float(x0), float(y0), float(x0 + w), float(y0 + h)],
-                 "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "iscrowd": 0}
+                {
+                    "bbox": [float(x0), float(y0), float(x0 + w), float(y0 + h)],
+                    "bbox_mode": BoxMode.XYXY_ABS,
+                    "category_id": 0,
+                    "iscrowd": 0,
+                }
             )
         path = os.path.join(root, f"{i}.png")
         Image.fromarray(img).save(path)
-        records.append({"file_name": path, "image_id": i, "height": size, "width": size,
-                        "annotations": anns})
+        records.append(
+            {"file_name": path, "image_id": i, "height": size, "width": size, "annotations": anns}
+        )
     return records
 
 
@@ -54,17 +60,31 @@ def write_coco_config(root, n=4):
     records = make_synthetic_dataset(os.path.join(root, "images"), n=n)
     images, anns = [], []
     for r in records:
-        images.append({"id": r["image_id"], "file_name": os.path.basename(r["file_name"]),
-                       "height": r["height"], "width": r["width"]})
+        images.append(
+            {
+                "id": r["image_id"],
+                "file_name": os.path.basename(r["file_name"]),
+                "height": r["height"],
+                "width": r["width"],
+            }
+        )
         for a in r["annotations"]:
             x0, y0, x1, y1 = a["bbox"]
-            anns.append({"id": len(anns) + 1, "image_id": r["image_id"], "category_id": 1,
-                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
-                         "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": r["image_id"],
+                    "category_id": 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                }
+            )
     json_file = os.path.join(root, "ann.json")
     with open(json_file, "w") as f:
-        json.dump({"images": images, "annotations": anns,
-                   "categories": [{"id": 1, "name": "box"}]}, f)
+        json.dump(
+            {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "box"}]}, f
+        )
     image_root = os.path.join(root, "images")
     config = os.path.join(root, "synthetic_coco.py")
     with open(config, "w") as f:

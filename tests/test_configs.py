@@ -1,4 +1,5 @@
 """Every shipped config loads, survives LazyConfig.save + reload, and instantiates (shrunk)."""
+
 import glob
 import os
 

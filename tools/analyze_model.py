@@ -4,6 +4,7 @@ and FLOPs at a given input size, for any config:
 
     python tools/analyze_model.py --config-file configs/DeepForest/*.py --input-size 640 640
 """
+
 import freezedet  # noqa: F401
 from freezedet.analysis.report import main
 

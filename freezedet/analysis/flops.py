@@ -1,4 +1,5 @@
 """FLOPs of a detector at a given input size (fvcore, through detectron2's analysis helpers)."""
+
 import torch
 
 from .. import compat
@@ -21,10 +22,17 @@ def count_flops(model: torch.nn.Module, height: int, width: int) -> dict:
     flops = FlopCountAnalysis(model, [{"image": image, "height": height, "width": width}])
     flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     # detectron2 wraps the model in a TracingAdapter: module names start with "model."
-    by_module = {k[len("model.") :]: v for k, v in flops.by_module().items() if k.startswith("model.")}
+    by_module = {
+        k[len("model.") :]: v for k, v in flops.by_module().items() if k.startswith("model.")
+    }
     out = {"total": flops.total() / 1e9}
-    names = {"backbone.bottom_up": "trunk", "backbone": "neck", "proposal_generator": "rpn",
-             "roi_heads": "roi_heads", "head": "head"}
+    names = {
+        "backbone.bottom_up": "trunk",
+        "backbone": "neck",
+        "proposal_generator": "rpn",
+        "roi_heads": "roi_heads",
+        "head": "head",
+    }
     for name, label in names.items():
         if name in by_module:
             out[label] = by_module[name] / 1e9

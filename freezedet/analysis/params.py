@@ -1,4 +1,5 @@
 """Parameter accounting per detector component: what freezing saves, in numbers."""
+
 from collections import OrderedDict
 from typing import Dict
 
@@ -52,9 +53,14 @@ def format_parameter_table(rows: Dict[str, Dict[str, int]]) -> str:
 
     total = rows["total"]["total"] or 1
     body = [
-        (name, f"{r['total'] / 1e6:.3f}M", f"{r['trainable'] / 1e6:.3f}M",
-         f"{100.0 * r['trainable'] / total:.1f}%")
+        (
+            name,
+            f"{r['total'] / 1e6:.3f}M",
+            f"{r['trainable'] / 1e6:.3f}M",
+            f"{100.0 * r['trainable'] / total:.1f}%",
+        )
         for name, r in rows.items()
     ]
-    return tabulate(body, headers=["component", "params", "trainable", "trainable % of all"],
-                    tablefmt="pipe")
+    return tabulate(
+        body, headers=["component", "params", "trainable", "trainable % of all"], tablefmt="pipe"
+    )

@@ -1,4 +1,5 @@
 """``tools/analyze_model.py``: parameters per component and FLOPs for any config."""
+
 import argparse
 
 from detectron2.config import instantiate
@@ -22,15 +23,23 @@ def analyze_config(config_file: str, overrides=(), input_size=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config-file", nargs="+", required=True, help="one or more configs")
-    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="also count inference FLOPs at this input size")
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="also count inference FLOPs at this input size",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="key=value overrides")
     args = parser.parse_args(argv)
     for config_file in args.config_file:
         rows, flops = analyze_config(config_file, args.opts, args.input_size)
         t = rows["total"]
-        print(f"\n## {config_file}: {t['trainable'] / 1e6:.2f}M of {t['total'] / 1e6:.2f}M "
-              f"parameters trainable ({100 * t['trainable'] / t['total']:.1f}%)")
+        print(
+            f"\n## {config_file}: {t['trainable'] / 1e6:.2f}M of {t['total'] / 1e6:.2f}M "
+            f"parameters trainable ({100 * t['trainable'] / t['total']:.1f}%)"
+        )
         print(format_parameter_table(rows))
         if flops:
             h, w = args.input_size

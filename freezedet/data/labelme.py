@@ -6,6 +6,7 @@ The PyPI sdist ``labelme==6.3.1`` (hash-pinned) carries
 ``tools/fetch_data.py`` during ``make install``); ``labelme_voc_train`` is registered from it with
 the ``_background_`` category dropped and ids made contiguous.
 """
+
 import glob
 import json
 import os
@@ -34,9 +35,10 @@ def labelme_dir() -> str:
 
 
 def _complete(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, "annotations.json")) and len(
-        glob.glob(os.path.join(path, "JPEGImages", "*.jpg"))
-    ) >= 3
+    return (
+        os.path.isfile(os.path.join(path, "annotations.json"))
+        and len(glob.glob(os.path.join(path, "JPEGImages", "*.jpg"))) >= 3
+    )
 
 
 def fetch_labelme_coco(dest: str = None) -> str:
@@ -48,20 +50,37 @@ def fetch_labelme_coco(dest: str = None) -> str:
         req = os.path.join(tmp, "req.txt")
         with open(req, "w") as f:
             f.write(f"{LABELME_SDIST[0]} --hash=sha256:{LABELME_SDIST[1]}\n")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--require-hashes", "-r", req, "-d", tmp]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--require-hashes",
+            "-r",
+            req,
+            "-d",
+            tmp,
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True)
         archives = glob.glob(os.path.join(tmp, "labelme-*.tar.gz"))
         if not archives:
             raise RuntimeError(f"could not download {LABELME_SDIST[0]}:\n{r.stderr[-2000:]}")
-        staging = tempfile.mkdtemp(prefix=".labelme-", dir=os.path.dirname(os.path.abspath(dest))
-                                   if os.path.isdir(os.path.dirname(os.path.abspath(dest)))
-                                   else None)
+        staging = tempfile.mkdtemp(
+            prefix=".labelme-",
+            dir=(
+                os.path.dirname(os.path.abspath(dest))
+                if os.path.isdir(os.path.dirname(os.path.abspath(dest)))
+                else None
+            ),
+        )
         with tarfile.open(archives[0]) as tar:
             for member in tar.getmembers():
                 rel = member.name.split("/", 1)[-1]
                 if rel.startswith(_MEMBER) and member.isfile() and "Visualization" not in rel:
-                    target = os.path.join(staging, rel[len(_MEMBER):])
+                    target = os.path.join(staging, rel[len(_MEMBER) :])
                     os.makedirs(os.path.dirname(target), exist_ok=True)
                     with tar.extractfile(member) as src, open(target, "wb") as out:
                         shutil.copyfileobj(src, out)

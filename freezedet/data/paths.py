@@ -5,6 +5,7 @@ virtual environment ``make`` creates, so ``make clean-venv`` removes it too). Pa
 be written as ``freezedet://<relative path>`` anywhere detectron2's ``PathManager`` is used
 (e.g. ``train.init_checkpoint = "freezedet://weights/tf_efficientnet_lite0.pth"``).
 """
+
 import os
 import sys
 

@@ -1,4 +1,5 @@
 """Checkpoints that survive a kill: every file is written to a temp file and renamed into place."""
+
 import logging
 import os
 import tempfile
@@ -85,7 +86,9 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             f"{missing} missing, {unexpected} unexpected (of {len(ckpt_keys)} checkpoint keys)."
         )
         self.last_load_stats = {
-            "matched": len(model_keys) - missing, "missing": missing, "unexpected": unexpected,
+            "matched": len(model_keys) - missing,
+            "missing": missing,
+            "unexpected": unexpected,
             "checkpoint_keys": len(ckpt_keys),
         }
         return incompatible

@@ -1,4 +1,5 @@
 """The main job behind ``make demo``: train, evaluate, summarise, draw predictions."""
+
 import json
 import logging
 import os

@@ -14,6 +14,7 @@ Exactness holds for ``num_workers=0`` with a seeded sampler (``train.seed >= 0``
 that consume exactly ``batch size`` indices (no aspect-ratio buckets left half full); otherwise
 resumption is approximately, not exactly, the same stream.
 """
+
 import itertools
 import logging
 import random
@@ -77,7 +78,9 @@ def _build_train_loader(cfg, start_iter: int):
     per_rank = train.total_batch_size // comm.get_world_size()
     if start_iter > 0:
         sampler = SkipSampler(sampler, start_iter * per_rank)
-    rest = {k: instantiate(v) for k, v in train.items() if k not in ("_target_", "dataset", "sampler")}
+    rest = {
+        k: instantiate(v) for k, v in train.items() if k not in ("_target_", "dataset", "sampler")
+    }
     target = train._target_
     target = locate(target) if isinstance(target, str) else target
     return target(dataset=dataset, sampler=sampler, **rest)

@@ -5,6 +5,7 @@ CPU multi-process (gloo) runs, AMP only where it exists (CUDA), gradient clippin
 checkpoints, an output directory derived from the config file name, a per-component
 trainable-parameter report, s/iter and peak memory in ``metrics.json``.
 """
+
 import argparse
 import json
 import logging
@@ -56,7 +57,9 @@ def argument_parser(epilog=None) -> argparse.ArgumentParser:
     """detectron2's parser; ``--num-gpus`` also means CPU processes on a machine without CUDA."""
     parser = default_argument_parser(epilog=epilog)
     parser.add_argument(
-        "--device", default=None, help="override train.device (cpu / cuda); default: cuda if present"
+        "--device",
+        default=None,
+        help="override train.device (cpu / cuda); default: cuda if present",
     )
     return parser
 
@@ -231,17 +234,21 @@ def do_train(args, cfg):
             RNGStateHook(),
             _StepStats(cfg.train.device),
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
-            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
-            if comm.is_main_process()
-            else None,
+            (
+                hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
+                if comm.is_main_process()
+                else None
+            ),
             WeightSyncCheck(),
             hooks.EvalHook(cfg.train.eval_period, evaluate),
-            hooks.PeriodicWriter(
-                default_writers(cfg.train.output_dir, cfg.train.max_iter),
-                period=cfg.train.log_period,
-            )
-            if comm.is_main_process()
-            else None,
+            (
+                hooks.PeriodicWriter(
+                    default_writers(cfg.train.output_dir, cfg.train.max_iter),
+                    period=cfg.train.log_period,
+                )
+                if comm.is_main_process()
+                else None
+            ),
         ]
     )
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)

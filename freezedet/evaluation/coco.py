@@ -1,4 +1,5 @@
 """COCO evaluation that works on both detectron2 routes."""
+
 from detectron2.evaluation import COCOEvaluator as _D2COCOEvaluator
 
 from ..compat import HAS_COMPILED_OPS
@@ -13,8 +14,17 @@ class COCOEvaluator(_D2COCOEvaluator):
     pycocotools computes the same numbers.
     """
 
-    def __init__(self, dataset_name, tasks=None, distributed=True, output_dir=None, *,
-                 max_dets_per_image=None, use_fast_impl=None, **kwargs):
+    def __init__(
+        self,
+        dataset_name,
+        tasks=None,
+        distributed=True,
+        output_dir=None,
+        *,
+        max_dets_per_image=None,
+        use_fast_impl=None,
+        **kwargs
+    ):
         """
         Args:
             dataset_name, tasks, distributed, output_dir, max_dets_per_image: as detectron2's.
@@ -27,6 +37,12 @@ class COCOEvaluator(_D2COCOEvaluator):
                 "use_fast_impl=True needs detectron2's compiled ops, which this install lacks; "
                 "leave it None (auto) or build detectron2 from source."
             )
-        super().__init__(dataset_name, tasks, distributed, output_dir,
-                         max_dets_per_image=max_dets_per_image, use_fast_impl=use_fast_impl,
-                         **kwargs)
+        super().__init__(
+            dataset_name,
+            tasks,
+            distributed,
+            output_dir,
+            max_dets_per_image=max_dets_per_image,
+            use_fast_impl=use_fast_impl,
+            **kwargs
+        )

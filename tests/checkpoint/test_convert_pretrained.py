@@ -4,6 +4,7 @@ The reference below is an independent EfficientNet-Lite0 written from the archit
 (Tan & Le 2019; Lite: ReLU6, no squeeze-excitation, fixed stem/head) with the package's own
 parameter names, so the package state dict loads into it with ``strict=True``.
 """
+
 import math
 
 import numpy as np
@@ -22,8 +23,15 @@ from freezedet.checkpoint import (
 )
 
 # (repeats, kernel, stride, expand ratio, out channels) per stage of EfficientNet-B0 / Lite0
-LITE0 = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-         (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
+LITE0 = [
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+]
 
 
 class SameConv(nn.Conv2d):
@@ -117,7 +125,7 @@ def test_backbone_checkpoint_loads_into_features_model(tmp_path, chelsea):
     assert all(k.startswith(prefix) for k in ckpt["model"])
     assert {"conv_head.weight", "classifier.weight"} <= set(ckpt["freezedet"]["dropped"])
     features = timm.create_model("tf_efficientnet_lite0", features_only=True).eval()
-    features.load_state_dict({k[len(prefix):]: v for k, v in ckpt["model"].items()}, strict=True)
+    features.load_state_dict({k[len(prefix) :]: v for k, v in ckpt["model"].items()}, strict=True)
     classifier = efficientnet_lite_classifier("lite0")
     # the classifier's last feature map before its head equals the backbone's c5
     final = classifier.forward_features(chelsea)  # after conv_head + bn2: compare one step back

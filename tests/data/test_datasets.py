@@ -1,6 +1,6 @@
 """Real-data registration: DeepForest tiles, labelme masks, COCO json from a config."""
+
 import json
-import os
 
 import numpy as np
 import pytest
@@ -86,11 +86,22 @@ def _write_coco(tmp_path, n_images=2):
     for i in range(n_images):
         Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(img_dir / f"{i}.png")
         images.append({"id": i, "file_name": f"{i}.png", "height": 32, "width": 48})
-        anns.append({"id": i + 1, "image_id": i, "bbox": [2, 3, 10, 12], "category_id": 7,
-                     "iscrowd": 0, "area": 120})
+        anns.append(
+            {
+                "id": i + 1,
+                "image_id": i,
+                "bbox": [2, 3, 10, 12],
+                "category_id": 7,
+                "iscrowd": 0,
+                "area": 120,
+            }
+        )
     js = tmp_path / "ann.json"
-    js.write_text(json.dumps({"images": images, "annotations": anns,
-                              "categories": [{"id": 7, "name": "thing"}]}))
+    js.write_text(
+        json.dumps(
+            {"images": images, "annotations": anns, "categories": [{"id": 7, "name": "thing"}]}
+        )
+    )
     return str(js), str(img_dir)
 
 

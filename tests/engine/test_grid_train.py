@@ -1,5 +1,6 @@
 """A CPU train + eval step for each detector family of the grid, on a frozen real-weights trunk:
 losses finite, the trunk untouched (weights and BN statistics), every neck cell trained."""
+
 import copy
 import math
 
@@ -18,14 +19,23 @@ CASES = {
 
 
 def _overrides(name, data, tmp_path):
-    opts = [f"train.output_dir={tmp_path}", "train.seed=0", "dataloader.train.num_workers=0",
-            "dataloader.test.num_workers=0", "optimizer.lr=0.002"]
+    opts = [
+        f"train.output_dir={tmp_path}",
+        "train.seed=0",
+        "dataloader.train.num_workers=0",
+        "dataloader.test.num_workers=0",
+        "optimizer.lr=0.002",
+    ]
     if data == "synthetic":
-        opts += ["dataloader.train.dataset.names=synthetic_train",
-                 "dataloader.test.dataset.names=synthetic_val"]
+        opts += [
+            "dataloader.train.dataset.names=synthetic_train",
+            "dataloader.test.dataset.names=synthetic_val",
+        ]
     if "retinanet" not in name:
-        opts += ["model.roi_heads.batch_size_per_image=32",
-                 "model.proposal_generator.post_nms_topk=[100,50]"]
+        opts += [
+            "model.roi_heads.batch_size_per_image=32",
+            "model.proposal_generator.post_nms_topk=[100,50]",
+        ]
     if "nasfpn" in name:  # small neck: the test checks wiring, not capacity
         opts += ["model.backbone.num_repeats=2", "model.backbone.out_channels=64"]
     return opts
@@ -44,8 +54,11 @@ def test_train_and_eval_step(name, synthetic_dataset, tmp_path):
     trunk = [k for k in after if k.startswith("backbone.bottom_up.")]
     assert trunk and all(torch.equal(after[k], before[k]) for k in trunk), "trunk changed"
     assert all(not p.requires_grad for p in model.backbone.bottom_up.parameters())
-    neck_weights = [k for k in after if k.startswith("backbone.") and k not in trunk
-                    and k.endswith("weight") and "norm" not in k]
+    neck_weights = [
+        k
+        for k in after
+        if k.startswith("backbone.") and k not in trunk and k.endswith("weight") and "norm" not in k
+    ]
     unchanged = [k for k in neck_weights if torch.equal(after[k], before[k])]
     assert neck_weights and not unchanged, f"neck weights that did not train: {unchanged}"
     results = do_test(cfg, model)

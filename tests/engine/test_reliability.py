@@ -1,5 +1,6 @@
 """Reliability through tools/train_net.py: crash + resume, atomic checkpoints, non-finite loss,
 2-process DDP on CPU (gloo)."""
+
 import json
 import os
 import signal
@@ -18,9 +19,16 @@ TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 
 def _cmd(config, out, *extra):
     flags = [e for e in extra if e.startswith("--") or e.isdigit()]
-    return [sys.executable, TRAIN_NET, "--config-file", config, *flags,
-            f"train.output_dir={out}", "train.init_checkpoint=",
-            *[e for e in extra if e not in flags]]
+    return [
+        sys.executable,
+        TRAIN_NET,
+        "--config-file",
+        config,
+        *flags,
+        f"train.output_dir={out}",
+        "train.init_checkpoint=",
+        *[e for e in extra if e not in flags],
+    ]
 
 
 def _run(cmd, timeout=300):
@@ -48,8 +56,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run(coco_config, tmp_path):
 
     out = str(tmp_path / "killed")
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(_cmd(coco_config, out, *opts), cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cmd(coco_config, out, *opts),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ckpt = os.path.join(out, "model_0000003.pth")
     deadline = time.time() + 240
     while not (os.path.exists(ckpt) and os.path.exists(os.path.join(out, "last_checkpoint"))):
@@ -93,8 +106,14 @@ def test_atomic_save_keeps_previous_file(tmp_path, monkeypatch):
 
 def test_non_finite_loss_stops_with_message(coco_config, tmp_path):
     out = str(tmp_path / "nan")
-    cmd = _cmd(coco_config, out, "train.max_iter=40", "optimizer.lr=1e8",
-               "train.clip_grad.enabled=False", "train.checkpointer.period=1")
+    cmd = _cmd(
+        coco_config,
+        out,
+        "train.max_iter=40",
+        "optimizer.lr=1e8",
+        "train.clip_grad.enabled=False",
+        "train.checkpointer.period=1",
+    )
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
     log = r.stderr + r.stdout
@@ -109,12 +128,21 @@ def test_non_finite_loss_stops_with_message(coco_config, tmp_path):
 
 def test_ddp_two_cpu_processes_gloo(coco_config, tmp_path):
     out = str(tmp_path / "ddp")
-    log = _run(_cmd(coco_config, out, "--num-gpus", "2", "train.max_iter=3",
-                    "dataloader.train.total_batch_size=4"), timeout=400)
+    log = _run(
+        _cmd(
+            coco_config,
+            out,
+            "--num-gpus",
+            "2",
+            "train.max_iter=3",
+            "dataloader.train.total_batch_size=4",
+        ),
+        timeout=400,
+    )
     assert "all 2 ranks hold identical weights" in log, log[-3000:]
     assert "on 2 devices" in log, "inference must be sharded over both processes"
-    assert log.count("Evaluating predictions with official COCO API") == 1, (
-        "predictions must be gathered and evaluated once, on rank 0"
-    )
+    assert (
+        log.count("Evaluating predictions with official COCO API") == 1
+    ), "predictions must be gathered and evaluated once, on rank 0"
     with open(os.path.join(out, "eval_results.json")) as f:
         assert "AP" in json.load(f)["bbox"]

@@ -1,4 +1,5 @@
 """In-process tools/train_net.py runs: train, --resume continues, --eval-only reports AP."""
+
 import json
 import os
 
@@ -13,11 +14,17 @@ CONFIG = get_config_file("DeepForest/faster_rcnn_fpn_effl0_frozen.py")
 
 def _args(out, flags=(), opts=()):
     base = [
-        "train.init_checkpoint=", f"train.output_dir={out}", "train.log_period=1",
-        "train.seed=0", "dataloader.train.dataset.names=synthetic_train",
-        "dataloader.test.dataset.names=synthetic_val", "dataloader.train.num_workers=0",
-        "dataloader.test.num_workers=0", "model.roi_heads.batch_size_per_image=32",
-        "model.proposal_generator.post_nms_topk=[200,100]", "optimizer.lr=0.002",
+        "train.init_checkpoint=",
+        f"train.output_dir={out}",
+        "train.log_period=1",
+        "train.seed=0",
+        "dataloader.train.dataset.names=synthetic_train",
+        "dataloader.test.dataset.names=synthetic_val",
+        "dataloader.train.num_workers=0",
+        "dataloader.test.num_workers=0",
+        "model.roi_heads.batch_size_per_image=32",
+        "model.proposal_generator.post_nms_topk=[200,100]",
+        "optimizer.lr=0.002",
     ]
     return argument_parser().parse_args([*flags, "--config-file", CONFIG, *base, *opts])
 
@@ -56,8 +63,11 @@ def test_train_resume_eval_only(synthetic_dataset, tmp_path):
     assert not torch.equal(ckpt2["model"][head_key], ckpt["model"][head_key])
 
     results = main(
-        _args(str(tmp_path / "eval"), flags=["--eval-only"],
-              opts=[f"train.init_checkpoint={out}/model_final.pth"])
+        _args(
+            str(tmp_path / "eval"),
+            flags=["--eval-only"],
+            opts=[f"train.init_checkpoint={out}/model_final.pth"],
+        )
     )
     assert set(results["bbox"]) >= {"AP", "AP50", "AP75"}
     with open(tmp_path / "eval" / "eval_results.json") as f:
@@ -76,5 +86,10 @@ def test_unknown_override_key_is_an_error():
 
 def test_missing_checkpoint_is_a_clear_error(synthetic_dataset, tmp_path):
     with pytest.raises(FileNotFoundError, match="does-not-exist.pth"):
-        main(_args(str(tmp_path / "x"), flags=["--eval-only"],
-                   opts=["train.init_checkpoint=/nowhere/does-not-exist.pth"]))
+        main(
+            _args(
+                str(tmp_path / "x"),
+                flags=["--eval-only"],
+                opts=["train.init_checkpoint=/nowhere/does-not-exist.pth"],
+            )
+        )

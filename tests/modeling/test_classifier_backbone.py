@@ -18,12 +18,20 @@ def _trainable_bns(module):
 @pytest.mark.parametrize(
     "build",
     [
-        lambda mode: TimmBackbone(model_name="tf_efficientnet_lite0", mode=mode,
-                                  norm="FrozenBN" if mode != "scratch" else "BN"),
-        lambda mode: TimmBackbone(model_name="resnet18", out_features=("c2", "c3", "c4", "c5"),
-                                  mode=mode, norm="FrozenBN" if mode != "scratch" else "BN"),
-        lambda mode: FreezableResNet.build(depth=50, mode=mode,
-                                           norm="FrozenBN" if mode != "scratch" else "BN"),
+        lambda mode: TimmBackbone(
+            model_name="tf_efficientnet_lite0",
+            mode=mode,
+            norm="FrozenBN" if mode != "scratch" else "BN",
+        ),
+        lambda mode: TimmBackbone(
+            model_name="resnet18",
+            out_features=("c2", "c3", "c4", "c5"),
+            mode=mode,
+            norm="FrozenBN" if mode != "scratch" else "BN",
+        ),
+        lambda mode: FreezableResNet.build(
+            depth=50, mode=mode, norm="FrozenBN" if mode != "scratch" else "BN"
+        ),
     ],
     ids=["timm-effl0", "timm-resnet18", "d2-resnet50"],
 )
@@ -47,9 +55,9 @@ def test_output_shape_matches_outputs_and_modes(build, mode):
         assert not any(t.requires_grad for t in out.values()), "frozen trunk built a graph"
         assert _frozen_norms(backbone) and not _trainable_bns(backbone)
         backbone.train()
-        assert not any(m.training for m in backbone.modules() if m is not backbone), (
-            "frozen trunk must stay in eval mode"
-        )
+        assert not any(
+            m.training for m in backbone.modules() if m is not backbone
+        ), "frozen trunk must stay in eval mode"
     else:
         assert n_trainable == len(list(backbone.parameters()))
         assert all(t.requires_grad for t in out.values())
@@ -96,7 +104,12 @@ def test_registry_builder_with_yacs_cfg():
 
     cfg = get_cfg()
     cfg.MODEL.TIMM = CN(
-        {"NAME": "resnet18", "OUT_FEATURES": ["c3", "c4", "c5"], "MODE": "frozen", "NORM": "FrozenBN"}
+        {
+            "NAME": "resnet18",
+            "OUT_FEATURES": ["c3", "c4", "c5"],
+            "MODE": "frozen",
+            "NORM": "FrozenBN",
+        }
     )
     cfg.MODEL.BACKBONE.NAME = "build_timm_backbone"
     backbone = build_backbone(cfg)

@@ -22,13 +22,21 @@ class TinyBottomUp(Backbone):
         return {"c3": c3, "c4": c4, "c5": self.c5(c4)}
 
     def output_shape(self):
-        return {"c3": ShapeSpec(channels=8, stride=8), "c4": ShapeSpec(channels=12, stride=16),
-                "c5": ShapeSpec(channels=16, stride=32)}
+        return {
+            "c3": ShapeSpec(channels=8, stride=8),
+            "c4": ShapeSpec(channels=12, stride=16),
+            "c5": ShapeSpec(channels=16, stride=32),
+        }
 
 
 def _neck(**kw):
-    args = dict(bottom_up=TinyBottomUp(), in_features=["c3", "c4", "c5"], out_channels=32,
-                num_repeats=2, norm="BN")
+    args = dict(
+        bottom_up=TinyBottomUp(),
+        in_features=["c3", "c4", "c5"],
+        out_channels=32,
+        num_repeats=2,
+        norm="BN",
+    )
     args.update(kw)
     return NASFPN(**args)
 

@@ -19,7 +19,9 @@ dataloader.train = L(build_detection_train_loader)(
     mapper=L(DatasetMapper)(
         is_train=True,
         augmentations=[
-            L(T.ResizeShortestEdge)(short_edge_length=(256, 320), max_size=512, sample_style="choice"),
+            L(T.ResizeShortestEdge)(
+                short_edge_length=(256, 320), max_size=512, sample_style="choice"
+            ),
             L(T.RandomFlip)(horizontal=True),
         ],
         image_format="RGB",

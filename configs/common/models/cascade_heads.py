@@ -23,7 +23,9 @@ def make_cascade_roi_heads(roi_heads, stages=CASCADE_STAGES, conv_dims=(), fc_di
         _target_=CascadeROIHeads,
         box_heads=[
             L(FastRCNNConvFCHead)(
-                input_shape=L(ShapeSpec)(channels="${.....backbone.out_channels}", height=7, width=7),
+                input_shape=L(ShapeSpec)(
+                    channels="${.....backbone.out_channels}", height=7, width=7
+                ),
                 conv_dims=list(conv_dims),
                 fc_dims=list(fc_dims),
                 conv_norm="",

@@ -10,7 +10,9 @@ def add_mask_head(roi_heads, conv_dims=(256, 256, 256, 256, 256)):
     roi_heads.update(
         mask_in_features="${.box_in_features}",
         mask_pooler=L(ROIPooler)(
-            output_size=14, scales="${..box_pooler.scales}", sampling_ratio=0,
+            output_size=14,
+            scales="${..box_pooler.scales}",
+            sampling_ratio=0,
             pooler_type="ROIAlignV2",
         ),
         mask_head=L(MaskRCNNConvUpsampleHead)(

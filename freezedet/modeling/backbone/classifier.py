@@ -15,6 +15,7 @@ is the ``"frozen"`` mode:
 statistics, the usual choice at small batch; ``"BN"``/``"SyncBN"`` train them); ``"scratch"``
 trains a randomly initialised trunk and needs a trainable norm.
 """
+
 import contextlib
 import logging
 import math
@@ -71,12 +72,18 @@ def _freeze_bn(module: nn.Module) -> nn.Module:
     return module
 
 
-def replace_batchnorm(module: nn.Module, cls,
-                      types=(nn.BatchNorm2d, nn.SyncBatchNorm, NaiveSyncBatchNorm)) -> nn.Module:
+def replace_batchnorm(
+    module: nn.Module, cls, types=(nn.BatchNorm2d, nn.SyncBatchNorm, NaiveSyncBatchNorm)
+) -> nn.Module:
     """Replace modules whose exact type is in ``types`` by ``cls``, keeping their state."""
     if type(module) in types and cls is not type(module):
-        new = cls(module.num_features, eps=module.eps, momentum=module.momentum,
-                  affine=module.affine, track_running_stats=module.track_running_stats)
+        new = cls(
+            module.num_features,
+            eps=module.eps,
+            momentum=module.momentum,
+            affine=module.affine,
+            track_running_stats=module.track_running_stats,
+        )
         new.load_state_dict(module.state_dict())
         new.train(module.training)
         return new
@@ -172,10 +179,15 @@ class TimmBackbone(_FreezableTrunk, Backbone):
         names = [f"c{int(math.log2(s))}" for s in strides]
         missing = [f for f in out_features if f not in names]
         if missing:
-            raise ValueError(f"{model_name} provides features {names}; {missing} are not among them")
+            raise ValueError(
+                f"{model_name} provides features {names}; {missing} are not among them"
+            )
         out_indices = tuple(names.index(f) for f in out_features)
         trunk = timm.create_model(
-            model_name, features_only=True, pretrained=False, out_indices=out_indices,
+            model_name,
+            features_only=True,
+            pretrained=False,
+            out_indices=out_indices,
             drop_path_rate=drop_path_rate if mode != "frozen" else 0.0,
         )
         self.trunk = self._setup_mode(mode, norm, trunk)
@@ -208,7 +220,9 @@ class TimmBackbone(_FreezableTrunk, Backbone):
 
     def output_shape(self) -> Dict[str, ShapeSpec]:
         return {
-            f: ShapeSpec(channels=self._out_feature_channels[f], stride=self._out_feature_strides[f])
+            f: ShapeSpec(
+                channels=self._out_feature_channels[f], stride=self._out_feature_strides[f]
+            )
             for f in self._out_features
         }
 
@@ -220,8 +234,9 @@ class FreezableResNet(_FreezableTrunk, ResNet):
     (e.g. ``detectron2://ImageNetPretrained/MSRA/R-50.pkl``) load unchanged.
     """
 
-    def __init__(self, stem: nn.Module, stages, *, out_features, mode: str = "frozen",
-                 norm: str = "FrozenBN"):
+    def __init__(
+        self, stem: nn.Module, stages, *, out_features, mode: str = "frozen", norm: str = "FrozenBN"
+    ):
         """
         Args:
             stem (nn.Module): e.g. ``BasicStem``.
@@ -266,8 +281,14 @@ class FreezableResNet(_FreezableTrunk, ResNet):
         return 32
 
     @staticmethod
-    def build(*, depth: int = 50, out_features=("res3", "res4", "res5"), mode: str = "frozen",
-              norm: str = "FrozenBN", stride_in_1x1: bool = True):
+    def build(
+        *,
+        depth: int = 50,
+        out_features=("res3", "res4", "res5"),
+        mode: str = "frozen",
+        norm: str = "FrozenBN",
+        stride_in_1x1: bool = True,
+    ):
         """A ResNet-{depth} in detectron2's MSRA layout (for lazy configs)."""
         stage_norm = "FrozenBN" if norm == "FrozenBN" else "BN"
         stem = BasicStem(in_channels=3, out_channels=64, norm=stage_norm)

@@ -2,6 +2,7 @@
 Object Detection", CVPR 2019) as a detectron2 ``Backbone``, following the TF reference
 implementation used by "Proper Reuse of Image Classification Features" (CVPR 2022).
 """
+
 import math
 from typing import Dict, List, Sequence, Tuple
 
@@ -81,8 +82,9 @@ class MergeCell(nn.Module):
         self.level = level
         self.combine = combine
         self.activation = activation
-        self.conv = Conv2d(channels, channels, 3, padding=1, bias=not norm,
-                           norm=get_norm(norm, channels))
+        self.conv = Conv2d(
+            channels, channels, 3, padding=1, bias=not norm, norm=get_norm(norm, channels)
+        )
         weight_init.c2_xavier_fill(self.conv)
 
     def forward(self, a, level_a, b, level_b, extra: Sequence[torch.Tensor], size):
@@ -122,8 +124,16 @@ class NASFPN(Backbone):
     must be padded to a multiple of 128 (``size_divisibility``) so every level lines up exactly.
     """
 
-    def __init__(self, *, bottom_up: Backbone, in_features: Sequence[str], out_channels: int = 256,
-                 num_repeats: int = 7, norm: str = "BN", activation: str = "relu"):
+    def __init__(
+        self,
+        *,
+        bottom_up: Backbone,
+        in_features: Sequence[str],
+        out_channels: int = 256,
+        num_repeats: int = 7,
+        norm: str = "BN",
+        activation: str = "relu",
+    ):
         """
         Args:
             bottom_up (Backbone): provides ``in_features`` (strides 8, 16, 32).
@@ -135,26 +145,40 @@ class NASFPN(Backbone):
             activation (str): "relu" or "swish", applied before each cell's conv.
         """
         super().__init__()
-        assert isinstance(bottom_up, Backbone), f"bottom_up must be a Backbone, got {type(bottom_up)}"
+        assert isinstance(
+            bottom_up, Backbone
+        ), f"bottom_up must be a Backbone, got {type(bottom_up)}"
         in_features = list(in_features)
         shapes = bottom_up.output_shape()
         strides = [shapes[f].stride for f in in_features]
-        assert strides == [8, 16, 32], (
-            f"NASFPN needs C3, C4, C5 (strides 8, 16, 32); {in_features} have strides {strides}"
-        )
+        assert strides == [
+            8,
+            16,
+            32,
+        ], f"NASFPN needs C3, C4, C5 (strides 8, 16, 32); {in_features} have strides {strides}"
         assert num_repeats >= 1, f"num_repeats={num_repeats}"
         self.bottom_up = bottom_up
         self.in_features = in_features
         self.laterals = nn.ModuleList()
         for f in in_features:
-            conv = Conv2d(shapes[f].channels, out_channels, 1, bias=not norm,
-                          norm=get_norm(norm, out_channels))
+            conv = Conv2d(
+                shapes[f].channels,
+                out_channels,
+                1,
+                bias=not norm,
+                norm=get_norm(norm, out_channels),
+            )
             weight_init.c2_xavier_fill(conv)
             self.laterals.append(conv)
         self.blocks = nn.ModuleList(
             nn.ModuleList(
-                MergeCell(level=level, combine=combine, channels=out_channels, norm=norm,
-                          activation=activation)
+                MergeCell(
+                    level=level,
+                    combine=combine,
+                    channels=out_channels,
+                    norm=norm,
+                    activation=activation,
+                )
                 for level, combine, _, _ in NASFPN_CELLS
             )
             for _ in range(num_repeats)
@@ -202,7 +226,9 @@ class NASFPN(Backbone):
 
     def output_shape(self) -> Dict[str, ShapeSpec]:
         return {
-            f: ShapeSpec(channels=self._out_feature_channels[f], stride=self._out_feature_strides[f])
+            f: ShapeSpec(
+                channels=self._out_feature_channels[f], stride=self._out_feature_strides[f]
+            )
             for f in self._out_features
         }
 
@@ -224,5 +250,11 @@ def build_nasfpn_backbone(cfg, input_shape: ShapeSpec):
     ``cfg.MODEL.NASFPN.BOTTOM_UP``."""
     c = cfg.MODEL.NASFPN
     bottom_up = BACKBONE_REGISTRY.get(c.BOTTOM_UP)(cfg, input_shape)
-    return NASFPN(bottom_up=bottom_up, in_features=c.IN_FEATURES, out_channels=c.OUT_CHANNELS,
-                  num_repeats=c.NUM_REPEATS, norm=c.NORM, activation=c.ACTIVATION)
+    return NASFPN(
+        bottom_up=bottom_up,
+        in_features=c.IN_FEATURES,
+        out_channels=c.OUT_CHANNELS,
+        num_repeats=c.NUM_REPEATS,
+        norm=c.NORM,
+        activation=c.ACTIVATION,
+    )
