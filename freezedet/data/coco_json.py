@@ -1,7 +1,16 @@
-"""Train on any COCO-format json from a LazyConfig, without writing code.
+"""Train / evaluate on any COCO-format json from a LazyConfig, without writing code::
 
-dataloader.train.dataset = L(coco_json_dataset)(
-    name="mydata_train", json_file="/data/train.json", image_root="/data/images")
+    from freezedet.data.coco_json import coco_json_dataset
+
+    dataloader.train.dataset = L(coco_json_dataset)(
+        name="mydata_train", json_file="/data/train.json", image_root="/data/images")
+    dataloader.test.dataset = L(coco_json_dataset)(
+        name="mydata_val", json_file="/data/val.json", image_root="/data/images",
+        filter_empty=False)
+    dataloader.evaluator.dataset_name = "mydata_val"
+
+Paths may use any ``PathManager`` prefix, ``freezedet://`` included. Category ids of the json
+are mapped to contiguous ids (and back, for evaluation) by detectron2's ``load_coco_json``.
 """
 
 import json
@@ -9,62 +18,91 @@ import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog, get_detection_dataset_dicts
 from detectron2.data.datasets import register_coco_instances
+from detectron2.utils.file_io import PathManager
 
-__all__ = ["coco_json_dataset", "check_coco_json"]
+__all__ = ["REQUIRED_FIELDS", "check_coco_json", "coco_json_dataset"]
 
-_REQUIRED = {
-    "images": ("id", "file_name"),
+# what detectron2's load_coco_json reads from every entry of each top-level list
+REQUIRED_FIELDS = {
+    "images": ("id", "file_name", "height", "width"),
     "annotations": ("image_id", "bbox", "category_id"),
     "categories": ("id", "name"),
 }
 
 
 def check_coco_json(json_file: str) -> dict:
-    """Parse ``json_file`` and check the keys detectron2 needs; errors name the file and key."""
-    if not os.path.isfile(json_file):
+    """Parse ``json_file`` and check that it has what detectron2 needs.
+
+    Returns:
+        dict: the parsed json.
+
+    Raises:
+        FileNotFoundError, ValueError, KeyError: naming the file and the missing / bad key.
+    """
+    local = PathManager.get_local_path(json_file)
+    if not os.path.isfile(local):
         raise FileNotFoundError(f"COCO json {json_file!r} does not exist")
     try:
-        with open(json_file) as f:
+        with open(local) as f:
             data = json.load(f)
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{json_file}: not valid JSON ({e})") from e
     if not isinstance(data, dict):
         raise ValueError(
-            f"{json_file}: top level must be an object with images/annotations/categories"
+            f"{json_file}: the top level is a {type(data).__name__}, not an object with "
+            f"{sorted(REQUIRED_FIELDS)}"
         )
-    for key, fields in _REQUIRED.items():
+    for key, fields in REQUIRED_FIELDS.items():
         if key not in data:
             raise KeyError(
                 f"{json_file}: missing top-level key '{key}' (a COCO json needs "
-                f"{sorted(_REQUIRED)})"
+                f"{sorted(REQUIRED_FIELDS)})"
             )
+        if not isinstance(data[key], list):
+            raise ValueError(f"{json_file}: '{key}' is a {type(data[key]).__name__}, not a list")
         for i, item in enumerate(data[key]):
-            missing = [k for k in fields if k not in item]
+            missing = [k for k in fields if not isinstance(item, dict) or k not in item]
             if missing:
                 raise KeyError(f"{json_file}: {key}[{i}] lacks {missing}")
     return data
 
 
-def coco_json_dataset(*, name: str, json_file: str, image_root: str, filter_empty: bool = True):
-    """Register ``name`` as a COCO-format dataset (once) and return its dataset dicts.
+def _same_path(a, b) -> bool:
+    return a is not None and os.path.abspath(os.path.expanduser(a)) == os.path.abspath(
+        os.path.expanduser(b)
+    )
+
+
+def coco_json_dataset(
+    *, name: str, json_file: str, image_root: str, filter_empty: bool = True
+) -> list:
+    """Register ``name`` as a COCO-format dataset (once per process) and return its dicts.
 
     Args:
-        name (str): dataset name (used by evaluators: set ``dataloader.evaluator.dataset_name``).
-        json_file (str): COCO instances json.
+        name (str): dataset name, for the DatasetCatalog and evaluators
+            (``dataloader.evaluator.dataset_name``).
+        json_file (str): COCO instances json (``images``, ``annotations``, ``categories``).
         image_root (str): folder the json's ``file_name`` entries are relative to.
-        filter_empty (bool): drop images without annotations (train: True, test: False).
+        filter_empty (bool): drop images without (non-crowd) annotations: True for training,
+            False for test loaders.
+
+    Returns:
+        list[dict]: detectron2 dataset dicts, as ``get_detection_dataset_dicts(name)`` gives.
     """
     if name in DatasetCatalog.list():
         meta = MetadataCatalog.get(name)
-        registered = (getattr(meta, "json_file", None), getattr(meta, "image_root", None))
-        if registered != (json_file, image_root):
+        registered = (meta.get("json_file"), meta.get("image_root"))
+        if not (_same_path(registered[0], json_file) and _same_path(registered[1], image_root)):
             raise ValueError(
                 f"dataset {name!r} is already registered with json_file={registered[0]!r}, "
-                f"image_root={registered[1]!r}; not {json_file!r}, {image_root!r}. Use another name."
+                f"image_root={registered[1]!r}; cannot re-register it with "
+                f"json_file={json_file!r}, image_root={image_root!r}. Use another name."
             )
     else:
         check_coco_json(json_file)
-        if not os.path.isdir(image_root):
-            raise FileNotFoundError(f"image_root {image_root!r} (for {json_file}) does not exist")
+        if not PathManager.isdir(image_root):
+            raise FileNotFoundError(
+                f"image_root {image_root!r} (the image folder of {json_file}) does not exist"
+            )
         register_coco_instances(name, {}, json_file, image_root)
     return get_detection_dataset_dicts(name, filter_empty=filter_empty)

@@ -1,3 +1,4 @@
+from .adapters import ResidualAdapter, add_residual_adapters, with_residual_adapters
 from .classifier import (
     MODES,
     FreezableResNet,
@@ -8,6 +9,9 @@ from .classifier import (
 )
 
 __all__ = [
+    "ResidualAdapter",
+    "add_residual_adapters",
+    "with_residual_adapters",
     "MODES",
     "FreezableResNet",
     "TimmBackbone",

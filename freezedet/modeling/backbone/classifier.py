@@ -94,6 +94,14 @@ def replace_batchnorm(
     return module
 
 
+def _adapters_train(module: nn.Module, mode: bool):
+    from .adapters import ResidualAdapter
+
+    for m in module.modules():
+        if isinstance(m, ResidualAdapter):
+            m.train(mode)
+
+
 class _FreezableTrunk:
     """Mode handling shared by the classifier backbones (a mixin for ``Backbone`` subclasses)."""
 
@@ -127,14 +135,19 @@ class _FreezableTrunk:
         self.train(self.training)
         return self
 
+    num_adapters = 0  # set by freezedet.modeling.backbone.adapters.with_residual_adapters
+
     def train(self, mode: bool = True):
         super().train(mode)
         if self.is_frozen:
             self._trunk_module().eval()
+            _adapters_train(self, mode)
         return self
 
     def _trunk_context(self):
-        return torch.no_grad() if self.is_frozen else contextlib.nullcontext()
+        # with adapters inside, the frozen trunk must build a graph for the adapters' gradients
+        graph_free = self.is_frozen and not self.num_adapters
+        return torch.no_grad() if graph_free else contextlib.nullcontext()
 
 
 class TimmBackbone(_FreezableTrunk, Backbone):
@@ -266,6 +279,7 @@ class FreezableResNet(_FreezableTrunk, ResNet):
         nn.Module.train(self, mode)
         if self.is_frozen:
             nn.Module.train(self, False)
+            _adapters_train(self, mode)
         return self
 
     def forward(self, x):

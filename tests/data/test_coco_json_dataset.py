@@ -1,0 +1,110 @@
+"""Generic COCO json datasets from a config: loading, re-registration, clear errors."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from detectron2.config import LazyCall as L
+from detectron2.config import instantiate
+from detectron2.data import MetadataCatalog
+from freezedet.data.coco_json import check_coco_json, coco_json_dataset
+
+
+def _write_coco(root, n_images=3, annotated=2):
+    """n_images 32x48 PNGs, the first ``annotated`` with one box of category id 7."""
+    img_dir = root / "images"
+    img_dir.mkdir(exist_ok=True)
+    images, anns = [], []
+    for i in range(n_images):
+        Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(img_dir / f"{i}.png")
+        images.append({"id": 10 + i, "file_name": f"{i}.png", "height": 32, "width": 48})
+        if i < annotated:
+            anns.append({"id": i + 1, "image_id": 10 + i, "bbox": [2, 3, 10, 12],
+                         "category_id": 7, "iscrowd": 0, "area": 120})  # fmt: skip
+    cats = [{"id": 3, "name": "other"}, {"id": 7, "name": "thing"}]
+    js = root / "ann.json"
+    js.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return str(js), str(img_dir)
+
+
+def test_registers_and_loads(tmp_path):
+    js, root = _write_coco(tmp_path)
+    dicts = coco_json_dataset(name="cocojson_test_ok", json_file=js, image_root=root)
+    assert [d["image_id"] for d in dicts] == [10, 11]  # the empty image is filtered
+    a = dicts[0]["annotations"][0]
+    assert a["category_id"] == 1 and a["bbox"] == [2, 3, 10, 12]  # json id 7 -> contiguous 1
+    meta = MetadataCatalog.get("cocojson_test_ok")
+    assert meta.thing_classes == ["other", "thing"] and meta.evaluator_type == "coco"
+    assert dicts[0]["file_name"] == os.path.join(root, "0.png")
+
+
+def test_test_loader_keeps_empty_images(tmp_path):
+    js, root = _write_coco(tmp_path)
+    dicts = coco_json_dataset(
+        name="cocojson_test_test", json_file=js, image_root=root, filter_empty=False
+    )
+    assert [len(d["annotations"]) for d in dicts] == [1, 1, 0]
+
+
+def test_reregistration_same_paths_only(tmp_path, monkeypatch):
+    js, root = _write_coco(tmp_path)
+    assert len(coco_json_dataset(name="cocojson_test_again", json_file=js, image_root=root)) == 2
+    # the same files, spelled relative to the working directory: accepted
+    monkeypatch.chdir(tmp_path)
+    again = coco_json_dataset(
+        name="cocojson_test_again", json_file="ann.json", image_root="images/"
+    )
+    assert len(again) == 2
+    with pytest.raises(ValueError, match="'cocojson_test_again' is already registered with"):
+        coco_json_dataset(name="cocojson_test_again", json_file=js, image_root=str(tmp_path))
+
+
+def test_lazy_config_and_freezedet_prefix(tmp_path, monkeypatch):
+    _write_coco(tmp_path)
+    monkeypatch.setenv("FREEZEDET_DATA", str(tmp_path))
+    cfg = L(coco_json_dataset)(
+        name="cocojson_test_lazy", json_file="freezedet://ann.json", image_root="freezedet://images"
+    )
+    dicts = instantiate(cfg)
+    assert len(dicts) == 2 and dicts[0]["file_name"] == "freezedet://images/0.png"
+    with pytest.raises(FileNotFoundError, match="freezedet://nope.json resolves to"):
+        coco_json_dataset(
+            name="cocojson_test_nope", json_file="freezedet://nope.json", image_root="x"
+        )
+
+
+def test_errors_name_file_and_key(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.json' does not exist"):
+        coco_json_dataset(
+            name="cocojson_test_bad", json_file=str(tmp_path / "nope.json"), image_root="."
+        )
+    bad = tmp_path / "bad.json"
+    cases = [
+        ("{not json", ValueError, "bad.json: not valid JSON"),
+        ("[1, 2]", ValueError, "bad.json: the top level is a list"),
+        ({"images": [], "annotations": []}, KeyError, "bad.json: missing top-level key 'categor"),
+        ({"images": {}, "annotations": [], "categories": []}, ValueError, "'images' is a dict"),
+        (
+            {"images": [{"id": 1, "file_name": "a.png"}], "annotations": [], "categories": []},
+            KeyError,
+            r"bad.json: images\[0\] lacks \['height', 'width'\]",
+        ),
+        (
+            {"images": [], "annotations": [{"image_id": 1, "bbox": []}], "categories": []},
+            KeyError,
+            r"annotations\[0\] lacks \['category_id'\]",
+        ),
+    ]
+    for content, error, message in cases:
+        bad.write_text(content if isinstance(content, str) else json.dumps(content))
+        with pytest.raises(error, match=message):
+            check_coco_json(str(bad))
+    js, _ = _write_coco(tmp_path)
+    with pytest.raises(FileNotFoundError, match="image_root .*missing' .*ann.json"):
+        coco_json_dataset(
+            name="cocojson_test_noroot", json_file=js, image_root=str(tmp_path / "missing")
+        )
+    assert "cocojson_test_noroot" not in MetadataCatalog.list()
