@@ -172,6 +172,27 @@ def test_backbone_checkpoint_loads_into_features_model(tmp_path):
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
+def test_detectron2_loads_checkpoint_into_timm_backbone_under_fpn(tmp_path):
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling.backbone import FPN
+
+    from freezedet.modeling.backbone import TimmBackbone
+
+    path = convert_efficientnet_lite("lite0", str(tmp_path / "lite0.pth"))
+    model = nn.Module()
+    model.backbone = FPN(
+        bottom_up=TimmBackbone(model_name="tf_efficientnet_lite0"),
+        in_features=["c3", "c4", "c5"],
+        out_channels=32,
+    )
+    DetectionCheckpointer(model).load(path)
+    ckpt = torch.load(path, weights_only=True)["model"]
+    trunk = model.backbone.bottom_up.trunk.state_dict()
+    assert len(trunk) > 200
+    for k, v in trunk.items():
+        torch.testing.assert_close(v, ckpt[DEFAULT_PREFIX + k], rtol=0, atol=0, msg=k)
+
+
 def test_conversion_is_idempotent(tmp_path):
     out = str(tmp_path / "w.pth")
     convert_efficientnet_lite("lite0", out)
