@@ -14,6 +14,8 @@ def cpu_recipe(model, train, optimizer, max_iter=300):
         predictors = model.roi_heads.get("box_predictors") or [model.roi_heads.box_predictor]
         for p in predictors:
             p.test_topk_per_image = 300
+        # <= 61 trees per tile: 300 test proposals instead of 1000 cut inference cost 3x
+        model.proposal_generator.post_nms_topk = (1000, 300)
         anchors = model.proposal_generator.anchor_generator
     else:  # one-stage (RetinaNet)
         model.num_classes = 1

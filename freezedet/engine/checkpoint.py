@@ -11,6 +11,12 @@ from detectron2.checkpoint import DetectionCheckpointer
 __all__ = ["AtomicDetectionCheckpointer", "atomic_torch_save", "atomic_write_text"]
 
 
+def _umask_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_torch_save(obj, path: str):
     """``torch.save`` to ``path`` so that ``path`` is either the old file or the complete new one."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -20,6 +26,7 @@ def atomic_torch_save(obj, path: str):
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -35,6 +42,7 @@ def atomic_write_text(text: str, path: str):
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

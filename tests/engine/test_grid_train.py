@@ -10,10 +10,11 @@ import torch
 from freezedet.engine import AtomicDetectionCheckpointer, build_trainer_parts, do_test, load_config
 
 CASES = {
+    # the demo model on real DeepForest tiles (evaluated on 4 tiles to stay fast)
+    "DeepForest/faster_rcnn_fpn_effl0_frozen.py": "deepforest",
     "DeepForest/faster_rcnn_nasfpn_effl0_frozen.py": "synthetic",
     "DeepForest/retinanet_nasfpn_effl0_frozen.py": "synthetic",
     "DeepForest/cascade_rcnn_nasfpn_effl0_frozen.py": "synthetic",
-    "DeepForest/faster_rcnn_fpn_effl0_frozen.py": "synthetic",
     "LabelmeVOC/cascade_mask_rcnn_nasfpn_effl0_frozen.py": "labelme",
 }
 
@@ -26,6 +27,8 @@ def _overrides(name, data, tmp_path):
         "dataloader.test.num_workers=0",
         "optimizer.lr=0.002",
     ]
+    if data == "deepforest":
+        opts += ["dataloader.test.dataset.names=deepforest_train_10pct"]
     if data == "synthetic":
         opts += [
             "dataloader.train.dataset.names=synthetic_train",
