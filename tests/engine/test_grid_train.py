@@ -34,7 +34,9 @@ def _overrides(name, data, tmp_path):
             "dataloader.train.dataset.names=synthetic_train",
             "dataloader.test.dataset.names=synthetic_val",
         ]
-    if "retinanet" not in name:
+    if "retinanet" in name:  # after 2 steps its scores are ~0.01: keep them to get an AP
+        opts += ["model.test_score_thresh=0.0"]
+    else:
         opts += [
             "model.roi_heads.batch_size_per_image=32",
             "model.proposal_generator.post_nms_topk=[100,50]",

@@ -93,3 +93,17 @@ def test_missing_checkpoint_is_a_clear_error(synthetic_dataset, tmp_path):
                 opts=["train.init_checkpoint=/nowhere/does-not-exist.pth"],
             )
         )
+
+
+def test_syncbn_becomes_naive_syncbn_on_cpu(caplog):
+    from detectron2.layers import NaiveSyncBatchNorm
+
+    from freezedet.engine import build_model
+
+    cfg = load_config("DeepForest/faster_rcnn_nasfpn_effl0_frozen.py",
+                      ["model.backbone.norm=SyncBN", "train.device=cpu"])
+    with caplog.at_level("WARNING", logger="freezedet"):
+        model = build_model(cfg)
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+    n = sum(isinstance(m, NaiveSyncBatchNorm) for m in model.backbone.modules())
+    assert n > 0 and f"{n} SyncBatchNorm layers replaced" in caplog.text

@@ -1,14 +1,31 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from detectron2.config import get_cfg
-from detectron2.layers import ShapeSpec
+from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import Backbone, build_backbone
 from freezedet.modeling.neck import NASFPN, NASFPN_CELLS, add_nasfpn_config
+from freezedet.modeling.neck.nasfpn import _max_pool_same
+
+# The table of Ghiasi et al. / tensorflow/tpu NASFPN_BLOCK_SPECS, written out independently:
+# (level, combine, inputs, is_output)
+PAPER_CELLS = [
+    (4, "attention", (1, 3), False),
+    (4, "sum", (1, 5), False),
+    (3, "sum", (0, 6), True),
+    (4, "sum", (6, 7), True),
+    (5, "attention", (7, 8), True),
+    (7, "attention", (6, 9), True),
+    (6, "attention", (9, 10), True),
+]
+# Unconsumed same-level nodes the output cells add (worked out by hand from the table):
+# cell 4 (P5) gets the block input P5 (node 2), cell 5 (P7) the block input P7 (node 4).
+PAPER_EXTRA = {4: [2], 5: [4]}
 
 
 class TinyBottomUp(Backbone):
-    """C3-C5 from strided convs: a cheap stand-in bottom-up for neck tests."""
+    """C3-C5 from strided convs (floor-divided sizes): a cheap bottom-up for neck tests."""
 
     def __init__(self):
         super().__init__()
@@ -41,60 +58,7 @@ def _neck(**kw):
     return NASFPN(**args)
 
 
-def test_topology_and_output_shape():
-    neck = _neck(num_repeats=3)
-    assert len(neck.blocks) == 3 and all(len(cells) == 7 for cells in neck.blocks)
-    assert [c.level for c in neck.blocks[0]] == [4, 4, 3, 4, 5, 7, 6]
-    assert [c.combine for c in neck.blocks[0]] == [cell[1] for cell in NASFPN_CELLS]
-    assert sum(cell[3] for cell in NASFPN_CELLS) == 5, "five output cells, one per level"
-    shapes = neck.output_shape()
-    assert list(shapes) == ["p3", "p4", "p5", "p6", "p7"]
-    assert [s.stride for s in shapes.values()] == [8, 16, 32, 64, 128]
-    out = neck(torch.randn(2, 3, 256, 384))
-    for name, t in out.items():
-        s = shapes[name]
-        assert tuple(t.shape) == (2, 32, 256 // s.stride, 384 // s.stride), (name, t.shape)
-    assert neck.size_divisibility == 128
-    assert neck.padding_constraints == {"size_divisibility": 128, "square_size": 0}
-
-
-def test_gradient_reaches_every_cell_and_lateral():
-    neck = _neck()
-    out = neck(torch.randn(2, 3, 128, 128))
-    sum(t.square().mean() for t in out.values()).backward()
-    for name, p in neck.named_parameters():
-        if name.endswith("weight") and "bottom_up" not in name:
-            assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient in {name}"
-    n_cells = sum(1 for n, _ in neck.named_parameters() if n.endswith("conv.weight"))
-    assert n_cells == 2 * 7
-
-
-@pytest.mark.parametrize("norm", ["BN", "GN", "", "FrozenBN", "naiveSyncBN"])
-@pytest.mark.parametrize("activation", ["relu", "swish"])
-def test_norms_and_activations(norm, activation):
-    out = _neck(norm=norm, activation=activation, num_repeats=1)(torch.randn(2, 3, 128, 128))
-    assert all(torch.isfinite(t).all() for t in out.values())
-
-
-def test_attention_cell_is_gated_by_the_coarser_input():
-    from freezedet.modeling.neck.nasfpn import _global_attention, _resample
-
-    fine, coarse = torch.randn(1, 32, 8, 8), torch.randn(1, 32, 2, 2)
-
-    up = _resample(coarse, 6, 4, (8, 8))
-    expected = up + fine * torch.sigmoid(up.amax(dim=(2, 3), keepdim=True))
-    torch.testing.assert_close(_global_attention(up, fine), expected)
-
-
-def test_bad_inputs_are_clear():
-    with pytest.raises(AssertionError, match="strides 8, 16, 32"):
-        NASFPN(bottom_up=TinyBottomUp(), in_features=["c4", "c5", "c3"])
-    neck = _neck(num_repeats=1)
-    with pytest.raises(AssertionError, match="multiple of 128"):
-        neck(torch.randn(1, 3, 136, 128))
-
-
-def test_registry_builder_with_yacs_cfg():
+def _r18_cfg(**nasfpn):
     cfg = get_cfg()
     add_nasfpn_config(cfg)
     cfg.MODEL.BACKBONE.NAME = "build_nasfpn_backbone"
@@ -103,7 +67,189 @@ def test_registry_builder_with_yacs_cfg():
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
     cfg.MODEL.NASFPN.OUT_CHANNELS = 32
     cfg.MODEL.NASFPN.NUM_REPEATS = 1
-    neck = build_backbone(cfg)
-    assert isinstance(neck, NASFPN)
+    for k, v in nasfpn.items():
+        cfg.MODEL.NASFPN[k] = v
+    return cfg
+
+
+def test_cell_table_matches_the_paper():
+    assert [tuple(c) for c in NASFPN_CELLS] == PAPER_CELLS
+
+
+def test_topology_and_output_shape():
+    neck = _neck(num_repeats=3)
+    assert len(neck.blocks) == 3 and all(len(cells) == 7 for cells in neck.blocks)
+    for cells in neck.blocks:
+        assert [c.level for c in cells] == [4, 4, 3, 4, 5, 7, 6]
+        assert [c.combine for c in cells] == [c[1] for c in PAPER_CELLS]
+    # own weights per repeat
+    w = [cells[0].conv.weight for cells in neck.blocks]
+    assert w[0] is not w[1] and not torch.equal(w[0], w[1])
+    shapes = neck.output_shape()
+    assert list(shapes) == ["p3", "p4", "p5", "p6", "p7"]
+    assert [s.stride for s in shapes.values()] == [8, 16, 32, 64, 128]
+    assert all(s.channels == 32 for s in shapes.values())
+    out = neck(torch.randn(2, 3, 256, 384))
+    assert list(out) == list(shapes)
+    for name, t in out.items():
+        s = shapes[name]
+        assert tuple(t.shape) == (2, s.channels, 256 // s.stride, 384 // s.stride), (name, t.shape)
+    assert neck.size_divisibility == 128
+    assert neck.padding_constraints == {"size_divisibility": 128, "square_size": 0}
+
+
+def _reference_forward(neck, x):
+    """NAS-FPN written straight from the TF reference with the neck's own weights: pooling as
+    reshape-and-max (exact for divisible sizes), upsampling as pixel repetition."""
+
+    def resample(t, level, target):
+        if level < target:
+            s = 2 ** (target - level)
+            n, c, h, w = t.shape
+            return t.reshape(n, c, h // s, s, w // s, s).amax(dim=(3, 5))
+        if level > target:
+            s = 2 ** (level - target)
+            return t.repeat_interleave(s, dim=2).repeat_interleave(s, dim=3)
+        return t
+
+    c = neck.bottom_up(x)
+    feats = [lat(c[f]) for lat, f in zip(neck.laterals, neck.in_features)]
+    feats += [resample(feats[-1], 5, 6)]
+    feats += [resample(feats[-1], 6, 7)]
+    for cells in neck.blocks:
+        levels = [3, 4, 5, 6, 7]
+        for k, (cell, (level, combine, (i, j), _)) in enumerate(zip(cells, PAPER_CELLS)):
+            a, b = resample(feats[i], levels[i], level), resample(feats[j], levels[j], level)
+            if combine == "attention":
+                coarse, fine = (a, b) if levels[i] >= levels[j] else (b, a)
+                merged = coarse + fine * torch.sigmoid(coarse.amax(dim=(2, 3), keepdim=True))
+            else:
+                merged = a + b
+            for e in PAPER_EXTRA.get(k, []):
+                merged = merged + feats[e]
+            act = F.relu(merged) if cell.activation == "relu" else F.silu(merged)
+            feats.append(cell.conv(act))
+            levels.append(level)
+        # the last five nodes are the output cells, at levels 3, 4, 5, 7, 6
+        feats = [feats[-5], feats[-4], feats[-3], feats[-1], feats[-2]]
+    return feats
+
+
+@pytest.mark.parametrize("activation", ["relu", "swish"])
+def test_forward_matches_reference_graph(activation):
+    torch.manual_seed(0)
+    neck = _neck(activation=activation).eval()
+    # non-trivial BN statistics so the norms are exercised
+    for m in neck.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 256, 128)
+    with torch.no_grad():
+        out = neck(x)
+        ref = _reference_forward(neck, x)
+    for name, r in zip(["p3", "p4", "p5", "p6", "p7"], ref):
+        torch.testing.assert_close(out[name], r, msg=lambda m: f"{name}: {m}")
+
+
+def test_max_pool_is_tf_same_with_kernel_equal_to_stride():
+    x = torch.tensor([1.0, 5.0, 2.0, 3.0, 4.0]).view(1, 1, 1, 5)
+    # windows [1,5] [2,3] [4]
+    assert _max_pool_same(x, 2).flatten().tolist() == [5.0, 3.0, 4.0]
+    # SAME pads 3: one before, two after -> windows [-,1,5,2] [3,4,-,-]
+    assert _max_pool_same(x, 4).flatten().tolist() == [5.0, 4.0]
+    y = torch.tensor([9.0, 0.0, 0.0, 0.0, 0.0, 7.0, 0.0, 0.0]).view(1, 1, 1, 8)
+    assert _max_pool_same(y, 2).flatten().tolist() == [9.0, 0.0, 7.0, 0.0]
+    assert _max_pool_same(y, 8).flatten().tolist() == [9.0]
+
+
+def test_gradient_reaches_every_cell_and_lateral():
+    torch.manual_seed(0)
+    neck = _neck()
     out = neck(torch.randn(2, 3, 128, 128))
-    assert out["p7"].shape == (2, 32, 1, 1)
+    sum(t.square().mean() for t in out.values()).backward()
+    convs = {
+        name: m.weight
+        for name, m in neck.named_modules()
+        if isinstance(m, torch.nn.Conv2d) and not name.startswith("bottom_up")
+    }
+    assert len(convs) == 3 + 2 * 7, sorted(convs)
+    for name, w in convs.items():
+        assert w.grad is not None and w.grad.abs().sum() > 0, f"no gradient in {name}"
+    for name, p in neck.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient in {name}"
+
+
+@pytest.mark.parametrize("norm", ["BN", "GN", "", "FrozenBN", "naiveSyncBN", "SyncBN"])
+def test_norms_build_and_run(norm):
+    neck = _neck(norm=norm, num_repeats=1)
+    convs = [m for n, m in neck.named_modules() if n.endswith("conv") or n.startswith("laterals.")]
+    convs = [m for m in convs if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 3 + 7
+    for conv in convs:
+        assert (conv.norm is None) == (norm == ""), (norm, conv.norm)
+        assert (conv.bias is not None) == (norm == ""), norm
+    if norm == "FrozenBN":
+        assert all(isinstance(c.norm, FrozenBatchNorm2d) for c in convs)
+    if norm == "GN":
+        assert all(isinstance(c.norm, torch.nn.GroupNorm) for c in convs)
+    # SyncBN only normalizes with batch statistics inside a process group
+    neck.train(norm != "SyncBN")
+    out = neck(torch.randn(2, 3, 128, 128))
+    assert all(torch.isfinite(t).all() for t in out.values())
+
+
+def test_activation_changes_the_output():
+    torch.manual_seed(0)
+    relu = _neck(num_repeats=1).eval()
+    swish = _neck(num_repeats=1, activation="swish").eval()
+    swish.load_state_dict(relu.state_dict())
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        assert not torch.allclose(relu(x)["p3"], swish(x)["p3"])
+
+
+def test_misaligned_levels_raise_naming_the_shapes():
+    with pytest.raises(AssertionError, match="strides 8, 16, 32"):
+        NASFPN(bottom_up=TinyBottomUp(), in_features=["c4", "c5", "c3"])
+    with pytest.raises(AssertionError, match="not among bottom_up outputs"):
+        NASFPN(bottom_up=TinyBottomUp(), in_features=["c3", "c4", "res5"])
+    neck = _neck(num_repeats=1)
+    # 136 / 8 = 17 but the floor-dividing bottom-up gives c4 = 8, not ceil(17 / 2) = 9
+    with pytest.raises(ValueError, match=r"\(136, 128\).*\(17, 16\), \(8, 8\).*multiple of 128"):
+        neck(torch.randn(1, 3, 136, 128))
+
+
+def test_odd_sizes_with_ceil_dividing_resnet():
+    """detectron2's ResNet halves sizes rounding up, so any input size lines up."""
+    neck = build_backbone(_r18_cfg())
+    out = neck(torch.randn(1, 3, 136, 200))
+    expected = {"p3": (17, 25), "p4": (9, 13), "p5": (5, 7), "p6": (3, 4), "p7": (2, 2)}
+    assert {k: tuple(v.shape[-2:]) for k, v in out.items()} == expected
+
+
+def test_registry_builder_with_yacs_cfg():
+    neck = build_backbone(_r18_cfg(NORM="GN", ACTIVATION="swish", NUM_REPEATS=2))
+    assert isinstance(neck, NASFPN)
+    assert neck.in_features == ["res3", "res4", "res5"]
+    assert len(neck.blocks) == 2 and neck.blocks[0][0].activation == "swish"
+    assert isinstance(neck.laterals[0].norm, torch.nn.GroupNorm)
+    assert [c.in_channels for c in neck.laterals] == [128, 256, 512]
+    out = neck(torch.randn(2, 3, 128, 256))
+    for name, s in neck.output_shape().items():
+        assert tuple(out[name].shape) == (2, 32, 128 // s.stride, 256 // s.stride)
+
+    cfg = get_cfg()
+    cfg.MODEL.BACKBONE.NAME = "build_nasfpn_backbone"
+    with pytest.raises(AssertionError, match="add_nasfpn_config"):
+        build_backbone(cfg)
+
+
+def test_parameter_count_closed_form():
+    """Laterals (1x1, no bias, BN) + 7 cells per repeat (3x3, no bias, BN)."""
+    c, r = 48, 2
+    neck = _neck(out_channels=c, num_repeats=r)
+    n = sum(p.numel() for n, p in neck.named_parameters() if not n.startswith("bottom_up"))
+    laterals = (8 + 12 + 16) * c + 3 * 2 * c
+    cells = r * 7 * (9 * c * c + 2 * c)
+    assert n == laterals + cells

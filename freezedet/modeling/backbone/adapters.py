@@ -6,206 +6,401 @@ frozen trunk:
 
 - **parallel** (Rebuffi, Bilen, Vedaldi, "Efficient parametrization of multi-domain deep neural
   networks", CVPR 2018): a trainable 1x1 conv beside a frozen 3x3 / depthwise conv, same stride,
-  its output added to the conv's output;
+  its output added to the conv's output, before the conv's norm;
 - **series** (Rebuffi, Bilen, Vedaldi, "Learning multiple visual domains with residual adapters",
-  NeurIPS 2017): ``x + conv1x1(norm(x))`` after a conv (and its norm).
+  NeurIPS 2017): ``y + conv1x1(norm(y))`` on a conv's normalised output ``y``, before the
+  activation.
 
 Adapters are zero-initialised (their last conv is zero), so an adapted trunk computes exactly the
-frozen trunk at step 0. They are attached with forward hooks and registered as children of the
-block, named ``adapter_<conv>``: the frozen parameters keep their names, so plain frozen
-checkpoints load into an adapted model (only adapter keys are reported missing), and the
-parameter report shows adapters as their own row. The trunk then runs *with* autograd, but its
-frozen parameters need no gradient, so backward only keeps what the adapters' gradients need.
+frozen trunk at step 0. They are registered as children of their block, named
+``adapter_<conv>``, and attached with forward hooks: the frozen parameters keep their names, so
+plain frozen checkpoints load into an adapted model with only the adapter keys reported missing,
+and the parameter report (:mod:`freezedet.analysis.params`) shows adapters as their own row.
 
-Supported blocks (conv adapted; the norm after it for "series"):
+Where adapters sit, per block (one adapter per listed conv):
 
-==========================================  ==================  =====================
-block                                        parallel: beside     series: after
-==========================================  ==================  =====================
-detectron2 ``BottleneckBlock``                ``conv2`` (3x3)      ``conv2`` (+ its norm)
-detectron2 ``BasicBlock``                     ``conv1``            ``conv1`` (+ its norm)
-timm ResNet ``Bottleneck``                    ``conv2`` (3x3)      ``bn2``
-timm ResNet ``BasicBlock``                    ``conv1``            ``bn1``
-timm ``InvertedResidual`` (EfficientNet)      ``conv_dw``          ``bn2``
-timm ``DepthwiseSeparableConv``               ``conv_dw``          ``bn1``
-==========================================  ==================  =====================
+=============================================  =====================  =====================
+block                                          parallel: beside       series: after
+=============================================  =====================  =====================
+detectron2 ``BottleneckBlock``                 ``conv2`` (3x3)        ``conv2`` + its norm
+detectron2 ``BasicBlock``                      ``conv1``, ``conv2``   ``conv1``, ``conv2``
+timm ResNet ``Bottleneck``                     ``conv2`` (3x3)        ``conv2`` + ``bn2``
+timm ResNet ``BasicBlock``                     ``conv1``, ``conv2``   ``conv1``, ``conv2``
+timm ``InvertedResidual`` (EfficientNet)       ``conv_dw``            ``conv_pwl`` + ``bn3``
+timm ``DepthwiseSeparableConv``                ``conv_dw``            ``conv_pw`` + ``bn2``
+=============================================  =====================  =====================
 
-detectron2's ``Conv2d`` applies its norm inside ``forward``, so there a parallel adapter's output
-is added after the frozen norm rather than before it. Beside a depthwise conv, the parallel
-adapter is a depthwise (channel-wise) 1x1 conv by default (``depthwise="channelwise"``), or a
-full 1x1 conv (``"full"``, many more parameters on expanded channels).
+Choices worth knowing:
+
+- detectron2's ``Conv2d`` applies its (frozen) norm inside ``forward``. A parallel adapter's
+  output there is multiplied by the frozen norm's per-channel scale before being added after the
+  norm, which is exactly "added before the norm" (``FrozenBN(y + a) = FrozenBN(y) + scale * a``).
+- Beside a depthwise conv the parallel adapter is, by default, channel-wise (``groups`` = channels,
+  ``depthwise="channelwise"``): like Rebuffi's 1x1 beside a 3x3, it has the structure of the
+  conv's centre tap. ``depthwise="full"`` gives a full 1x1 conv instead, which adds cross-channel
+  mixing but costs ``channels**2`` per block on the expanded channels (7.5M parameters for
+  EfficientNet-Lite0, 2.6x its whole trunk).
+- Series adapters on EfficientNet blocks sit on the narrow projection output, not on the expanded
+  depthwise output: the same 7.5M versus 0.31M for EfficientNet-Lite0.
+- The 1x1 conv of a parallel adapter samples its input at the centres of the frozen conv's
+  windows, also for TensorFlow "SAME" padding (timm ``Conv2dSame``, the ``tf_*`` models), whose
+  stride-2 windows are centred one pixel off a plain strided 1x1 conv's samples.
+- Series adapters normalise their input (``norm``, default "BN" as in Rebuffi et al.); parallel
+  adapters have no norm by default, as in Rebuffi et al., where the block's norm follows.
+
+The trunk then runs *with* autograd (the backbone's ``num_adapters`` tells it to), but its frozen
+parameters need no gradient, so backward only keeps what the adapters' gradients need.
 """
-from typing import Dict, Optional, Sequence
+
+import math
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
-from detectron2.layers import get_norm
+from detectron2.layers import Conv2d, FrozenBatchNorm2d, get_norm
 
-__all__ = ["SUPPORTED_BLOCKS", "ResidualAdapter", "add_residual_adapters", "with_residual_adapters"]
+__all__ = [
+    "ResidualAdapter",
+    "ParallelAdapter",
+    "SeriesAdapter",
+    "supported_blocks",
+    "find_stages",
+    "add_residual_adapters",
+    "with_residual_adapters",
+]
 
-# block class name -> (conv beside which a parallel adapter sits, module after which a series
-# adapter sits)
-SUPPORTED_BLOCKS: Dict[str, tuple] = {
-    "BottleneckBlock": ("conv2", "conv2"),
-    "BasicBlock": ("conv1", "conv1"),
-    "Bottleneck": ("conv2", "bn2"),
-    "InvertedResidual": ("conv_dw", "bn2"),
-    "DepthwiseSeparableConv": ("conv_dw", "bn1"),
-}
-
-
-def _block_kind(block: nn.Module) -> Optional[str]:
-    name = type(block).__name__
-    if name == "BasicBlock":  # detectron2's and timm's share the name; both adapt conv1
-        return name
-    return name if name in SUPPORTED_BLOCKS else None
+KINDS = ("parallel", "series")
 
 
-def _channels_of(module: nn.Module) -> int:
-    for attr in ("out_channels", "num_features"):
-        if hasattr(module, attr):
-            return getattr(module, attr)
-    raise TypeError(f"cannot tell the channel count of {type(module).__name__}")
+def supported_blocks() -> Dict[type, Dict[str, List[Tuple[str, Optional[str]]]]]:
+    """``{block class: {kind: [(conv name, norm name), ...]}}``: where each kind of adapter sits.
+
+    The norm name is None where the conv applies its own norm (detectron2's ``Conv2d``).
+    """
+    from timm.models import _efficientnet_blocks as effnet
+    from timm.models import resnet as timm_resnet
+
+    from detectron2.modeling.backbone import resnet as d2_resnet
+
+    return {
+        d2_resnet.BottleneckBlock: {"parallel": ["conv2"], "series": [("conv2", None)]},
+        d2_resnet.BasicBlock: {
+            "parallel": ["conv1", "conv2"],
+            "series": [("conv1", None), ("conv2", None)],
+        },
+        timm_resnet.Bottleneck: {"parallel": ["conv2"], "series": [("conv2", "bn2")]},
+        timm_resnet.BasicBlock: {
+            "parallel": ["conv1", "conv2"],
+            "series": [("conv1", "bn1"), ("conv2", "bn2")],
+        },
+        effnet.InvertedResidual: {"parallel": ["conv_dw"], "series": [("conv_pwl", "bn3")]},
+        effnet.DepthwiseSeparableConv: {"parallel": ["conv_dw"], "series": [("conv_pw", "bn2")]},
+    }
+
+
+def _qualname(module: nn.Module) -> str:
+    return _class_name(type(module))
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class ResidualAdapter(nn.Module):
-    """A zero-initialised residual adapter (see module docstring)."""
+    """Base class of the adapters: a small trainable branch whose last conv is zero-initialised.
 
-    def __init__(self, *, kind: str, in_channels: int, out_channels: int, stride: int = 1,
-                 groups: int = 1, norm: str = "BN", reduction: int = 1):
-        """
-        Args:
-            kind (str): "parallel" or "series".
-            in_channels (int): channels entering the adapted conv (parallel) / adapter (series).
-            out_channels (int): channels of the output the adapter adds to.
-            stride (int): the adapted conv's stride (parallel).
-            groups (int): conv groups of the parallel 1x1 conv (channel-wise beside depthwise).
-            norm (str): detectron2 norm of a series adapter's input ("" for none).
-            reduction (int): series adapters: bottleneck ``channels // reduction`` with two 1x1
-                convs when > 1 (one 1x1 conv when 1, as in Rebuffi et al.).
-        """
-        super().__init__()
-        assert kind in ("parallel", "series"), f"kind={kind!r}: 'parallel' or 'series'"
-        self.kind = kind
-        if kind == "parallel":
-            self.norm = None
-            self.convs = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, groups=groups, bias=False)
-            )
-        else:
-            assert in_channels == out_channels, f"series adapter: {in_channels} != {out_channels}"
-            self.norm = get_norm(norm, in_channels) if norm else None
-            if reduction > 1:
-                mid = max(1, in_channels // reduction)
-                self.convs = nn.Sequential(
-                    nn.Conv2d(in_channels, mid, 1, bias=False), nn.ReLU(inplace=True),
-                    nn.Conv2d(mid, out_channels, 1, bias=False),
-                )
-            else:
-                self.convs = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False))
+    ``self.convs`` is an ``nn.Sequential`` ending in the zero-initialised conv; ``self.norm``
+    normalises the adapter's input (or is None).
+    """
+
+    def _init_weights(self):
         for m in self.convs:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.zeros_(self.convs[-1].weight)  # exact identity at initialisation
+        # the adapted trunk computes exactly the frozen trunk at step 0
+        nn.init.zeros_(self.convs[-1].weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
         return self.convs(self.norm(x) if self.norm is not None else x)
 
-    # forward hooks of the adapted module; bound methods (not closures) so that deepcopy of a
-    # model (e.g. a momentum/EMA copy) hooks each copy to its own adapter
-    def parallel_hook(self, module, inputs, output):
-        return output + self(inputs[0])
 
-    def series_hook(self, module, inputs, output):
-        return output + self(output)
+class ParallelAdapter(ResidualAdapter):
+    """A 1x1 conv beside a frozen conv, sampling the centres of that conv's windows."""
+
+    def __init__(self, *, conv: nn.Conv2d, depthwise: str = "channelwise", norm: str = ""):
+        """
+        Args:
+            conv (nn.Conv2d): the frozen conv the adapter sits beside; its channels, stride,
+                groups and padding define the adapter's. Not stored (it is the block's).
+            depthwise (str): beside a depthwise conv: "channelwise" (a per-channel 1x1, the
+                centre-tap analogue) or "full" (a full 1x1 conv).
+            norm (str): detectron2 norm applied to the adapter's input ("" for none).
+        """
+        super().__init__()
+        assert depthwise in ("channelwise", "full"), f"depthwise={depthwise!r}"
+        cin, cout = conv.in_channels, conv.out_channels
+        is_depthwise = conv.groups > 1 and conv.groups == cin == cout
+        groups = conv.groups if is_depthwise and depthwise == "channelwise" else 1
+        self.norm = get_norm(norm, cin) if norm else None
+        self.convs = nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride=conv.stride, groups=groups, bias=False)
+        )
+        self._init_weights()
+
+    def hook(self, conv: nn.Conv2d, inputs, output: torch.Tensor) -> torch.Tensor:
+        """Forward hook of the frozen conv: its output plus the adapter's."""
+        x = inputs[0]
+        oh, ow = _centre_offsets(conv, x.shape[-2:])
+        a = self.branch(x[..., oh:, ow:])
+        a = a[..., : output.shape[-2], : output.shape[-1]]
+        assert a.shape[-2:] == output.shape[-2:], (
+            f"parallel adapter output {tuple(a.shape)} does not cover the conv output "
+            f"{tuple(output.shape)} (input {tuple(x.shape)}, conv {conv})"
+        )
+        if isinstance(conv, Conv2d) and conv.norm is not None:
+            # the conv already applied its frozen norm: scale the adapter as if added before it
+            n = conv.norm
+            a = a * (n.weight * (n.running_var + n.eps).rsqrt()).reshape(1, -1, 1, 1)
+        return output + a
 
 
-def _conv_geometry(conv: nn.Module):
-    inner = conv
-    stride = inner.stride[0] if isinstance(inner.stride, tuple) else inner.stride
-    return inner.in_channels, inner.out_channels, stride, inner.groups
+class SeriesAdapter(ResidualAdapter):
+    """``y + conv1x1(norm(y))`` (or a two-conv bottleneck) on a normalised conv output ``y``."""
+
+    def __init__(self, *, channels: int, norm: str = "BN", reduction: int = 1):
+        """
+        Args:
+            channels (int): channels of ``y``.
+            norm (str): detectron2 norm of the adapter's input ("BN", "GN", "SyncBN", ...; ""
+                for none).
+            reduction (int): 1: one ``channels x channels`` 1x1 conv, as in Rebuffi et al.;
+                > 1: a 1x1 conv to ``channels // reduction``, ReLU, a 1x1 conv back.
+        """
+        super().__init__()
+        assert reduction >= 1, f"reduction={reduction} must be >= 1"
+        self.norm = get_norm(norm, channels) if norm else None
+        if reduction == 1:
+            self.convs = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False))
+        else:
+            mid = max(1, channels // reduction)
+            self.convs = nn.Sequential(
+                nn.Conv2d(channels, mid, 1, bias=False),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(mid, channels, 1, bias=False),
+            )
+        self._init_weights()
+
+    def hook(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
+        """Forward hook of the module producing ``y``: ``y`` plus the adapter's output."""
+        return output + self.branch(output)
 
 
-def _attach(block: nn.Module, block_name: str, *, kind, norm, reduction, depthwise) -> int:
-    parallel_at, series_at = SUPPORTED_BLOCKS[_block_kind(block)]
-    target_name = parallel_at if kind == "parallel" else series_at
-    target = getattr(block, target_name)
-    if kind == "parallel":
-        cin, cout, stride, groups = _conv_geometry(target)
-        depthwise_conv = groups > 1 and groups == cin == cout
-        adapter_groups = groups if depthwise_conv and depthwise == "channelwise" else 1
-        adapter = ResidualAdapter(kind=kind, in_channels=cin, out_channels=cout, stride=stride,
-                                  groups=adapter_groups)
-        hook = adapter.parallel_hook
-    else:
-        channels = _channels_of(target)
-        adapter = ResidualAdapter(kind=kind, in_channels=channels, out_channels=channels,
-                                  norm=norm, reduction=reduction)
-        hook = adapter.series_hook
-    setattr(block, f"adapter_{target_name}", adapter)
-    target.register_forward_hook(hook)
-    return 1
+def _centre_offsets(conv: nn.Conv2d, size) -> Tuple[int, int]:
+    """Per spatial dim, where in the input the centre of the conv's first window lies."""
+    from timm.layers import Conv2dSame
+
+    offsets = []
+    for i, n in enumerate(size):
+        k, s, d = conv.kernel_size[i], conv.stride[i], conv.dilation[i]
+        extent = (k - 1) * d + 1
+        if isinstance(conv, Conv2dSame):  # TensorFlow SAME: padding computed from the input
+            total = max((math.ceil(n / s) - 1) * s + extent - n, 0)
+            left = total // 2
+        elif conv.padding == "same":
+            left = (extent - 1) // 2
+        else:
+            left = conv.padding[i]
+        offsets.append((extent - 1) // 2 - left)
+    assert min(offsets) >= 0, f"{conv}: padding beyond the kernel centre is not supported"
+    return tuple(offsets)
 
 
-def add_residual_adapters(trunk: nn.Module, *, kind: str = "parallel",
-                          stages: Optional[Sequence[str]] = None, norm: str = "BN",
-                          reduction: int = 1, depthwise: str = "channelwise") -> int:
-    """Add adapters to the blocks of ``trunk`` in place; returns how many were added.
+def _check_parallel_site(path: str, conv: nn.Module):
+    assert isinstance(conv, nn.Conv2d), f"{path}: {_qualname(conv)} is not a conv"
+    if isinstance(conv, Conv2d):
+        if conv.activation is not None:
+            raise ValueError(f"{path}: a parallel adapter cannot sit before the conv's activation")
+        if conv.norm is not None and not isinstance(conv.norm, FrozenBatchNorm2d):
+            raise ValueError(
+                f"{path} applies a trainable norm ({_qualname(conv.norm)}) inside its forward; "
+                "parallel adapters beside detectron2 convs need the trunk frozen (FrozenBN)"
+            )
+
+
+def _series_site(block: nn.Module, path: str, conv_name: str, norm_name: Optional[str]):
+    """The module whose output is the conv's normalised, not yet activated output."""
+    if norm_name is None:  # detectron2 Conv2d: conv + norm, activation applied by the block
+        conv = getattr(block, conv_name)
+        if conv.activation is not None:
+            raise ValueError(f"{path}.{conv_name}: a series adapter must come before activation")
+        return conv, conv.norm.num_features if conv.norm is not None else conv.out_channels
+    norm = getattr(block, norm_name)
+    if hasattr(norm, "act") and hasattr(norm, "drop"):
+        # timm's fused norm + activation: its `drop` runs between the two
+        return norm.drop, norm.num_features
+    return norm, norm.num_features
+
+
+def _attach(block: nn.Module, path: str, sites, *, kind, norm, reduction, depthwise) -> int:
+    for site in sites:
+        conv_name = site if kind == "parallel" else site[0]
+        attr = f"adapter_{conv_name}"
+        if hasattr(block, attr):
+            raise ValueError(f"{path} already has residual adapters ({path}.{attr})")
+        if kind == "parallel":
+            target = getattr(block, conv_name)
+            _check_parallel_site(f"{path}.{conv_name}", target)
+            adapter = ParallelAdapter(conv=target, depthwise=depthwise, norm=norm)
+        else:
+            target, channels = _series_site(block, path, *site)
+            adapter = SeriesAdapter(channels=channels, norm=norm, reduction=reduction)
+        setattr(block, attr, adapter)
+        # a bound method, not a closure: deepcopy of the model (e.g. an EMA copy) hooks each
+        # copy to its own adapter
+        target.register_forward_hook(adapter.hook)
+    return len(sites)
+
+
+def _is_container(m: nn.Module) -> bool:
+    return isinstance(m, (nn.Sequential, nn.ModuleList))
+
+
+def find_stages(trunk: nn.Module) -> List[str]:
+    """Names of the trunk's stages, in order: sequences of blocks (modules with children).
+
+    e.g. ``["res2", ..., "res5"]`` (detectron2 ResNet), ``["layer1", ..., "layer4"]`` (timm
+    ResNet), ``["blocks.0", ..., "blocks.6"]`` (timm EfficientNet).
+    """
+
+    def visit(module: nn.Module, prefix: str) -> List[str]:
+        children = list(module.named_children())
+        if (
+            _is_container(module)
+            and children
+            and not any(_is_container(c) for _, c in children)
+            and any(next(c.children(), None) is not None for _, c in children)
+        ):
+            return [prefix]
+        return [s for n, c in children for s in visit(c, f"{prefix}.{n}" if prefix else n)]
+
+    return visit(trunk, "")
+
+
+def add_residual_adapters(
+    trunk: nn.Module,
+    *,
+    kind: str = "parallel",
+    stages: Optional[Sequence[Union[str, int]]] = None,
+    norm: Optional[str] = None,
+    reduction: int = 1,
+    depthwise: str = "channelwise",
+) -> int:
+    """Add zero-initialised adapters to every block of the chosen stages, in place.
+
+    Returns how many adapters were added.
 
     Args:
-        trunk (nn.Module): a (frozen) classifier trunk: detectron2 ResNet, or a timm ResNet /
+        trunk (nn.Module): a classifier trunk: detectron2 ResNet, or a timm ResNet /
             EfficientNet(-Lite) (e.g. ``TimmBackbone.trunk``).
-        kind (str): "parallel" or "series".
-        stages (Sequence[str] or None): names of the stage modules whose blocks get adapters
-            (e.g. ``["res4", "res5"]``, ``["layer3", "layer4"]``, ``["blocks.4", "blocks.5"]``);
-            None: every supported block of the trunk.
-        norm (str): norm of series adapters ("BN", "GN", "" ...).
-        reduction (int): bottleneck reduction of series adapters.
+        kind (str): "parallel" or "series" (see module docstring).
+        stages (Sequence[str | int] or None): stage module names (``"res4"``, ``"layer3"``,
+            ``"blocks.5"``) or indices into :func:`find_stages` (``-1``: the last stage). None:
+            every stage. Every block of a chosen stage must be a supported block.
+        norm (str or None): detectron2 norm of the adapters' input ("BN", "GN", "SyncBN", ""
+            for none). None: "BN" for series adapters, "" for parallel ones.
+        reduction (int): series adapters: bottleneck reduction (1: one full 1x1 conv).
         depthwise (str): parallel adapters beside depthwise convs: "channelwise" or "full".
     """
-    assert depthwise in ("channelwise", "full"), f"depthwise={depthwise!r}"
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r} is not one of {KINDS}")
+    if kind == "parallel" and reduction != 1:
+        raise ValueError(f"reduction={reduction} applies to series adapters only")
+    if norm is None:
+        norm = "BN" if kind == "series" else ""
+    all_stages = find_stages(trunk)
     modules = dict(trunk.named_modules())
     if stages is None:
-        blocks = [(n, m) for n, m in modules.items() if _block_kind(m) is not None]
-        if not blocks:
-            kinds = sorted({type(m).__name__ for m in trunk.children()})
-            raise TypeError(
-                f"{type(trunk).__name__} contains no block freezedet can adapt (children: "
-                f"{kinds}); supported blocks: {sorted(SUPPORTED_BLOCKS)}"
-            )
+        chosen = all_stages
     else:
-        blocks = []
-        for stage in stages:
-            if stage not in modules:
-                raise KeyError(f"{type(trunk).__name__} has no module {stage!r}")
-            for child_name, child in modules[stage].named_children():
-                name = f"{stage}.{child_name}"
-                if _block_kind(child) is None:
-                    raise TypeError(
-                        f"cannot add a residual adapter to {name}: {type(child).__module__}."
-                        f"{type(child).__name__} is not a supported block "
-                        f"({sorted(SUPPORTED_BLOCKS)})"
-                    )
-                blocks.append((name, child))
+        chosen = []
+        for s in stages:
+            if isinstance(s, int):
+                if not -len(all_stages) <= s < len(all_stages):
+                    raise IndexError(f"stage index {s}: {type(trunk).__name__} has {all_stages}")
+                s = all_stages[s]
+            elif s not in modules:
+                raise KeyError(
+                    f"{type(trunk).__name__} has no module {s!r}; its stages are {all_stages}"
+                )
+            chosen.append(s)
+    table = supported_blocks()
+    blocks = []
+    for stage in chosen:
+        for name, block in modules[stage].named_children():
+            path = f"{stage}.{name}"
+            if type(block) not in table:
+                raise TypeError(
+                    f"cannot add a residual adapter to {path}: {_qualname(block)} is not a "
+                    f"supported block ({sorted(map(_class_name, table))}); choose other "
+                    f"stages with `stages=` (stages of this trunk: {all_stages})"
+                )
+            blocks.append((path, block))
+    if not blocks:
+        raise TypeError(
+            f"{_qualname(trunk)} has no stage of blocks freezedet can adapt (stages found: "
+            f"{all_stages}); supported blocks: {sorted(map(_class_name, table))}"
+        )
     return sum(
-        _attach(b, n, kind=kind, norm=norm, reduction=reduction, depthwise=depthwise)
-        for n, b in blocks
+        _attach(
+            block,
+            path,
+            table[type(block)][kind],
+            kind=kind,
+            norm=norm,
+            reduction=reduction,
+            depthwise=depthwise,
+        )
+        for path, block in blocks
     )
 
 
-def with_residual_adapters(backbone, *, kind: str = "parallel",
-                           stages: Optional[Sequence[str]] = None, norm: str = "BN",
-                           reduction: int = 1, depthwise: str = "channelwise"):
-    """Add adapters to a freezedet classifier backbone (``TimmBackbone`` / ``FreezableResNet``)
-    and return it, for lazy configs:
-    ``model.backbone.bottom_up = L(with_residual_adapters)(backbone=..., kind="parallel")``.
+def with_residual_adapters(
+    backbone: nn.Module,
+    *,
+    kind: str = "parallel",
+    stages: Optional[Sequence[Union[str, int]]] = None,
+    norm: Optional[str] = None,
+    reduction: int = 1,
+    depthwise: str = "channelwise",
+) -> nn.Module:
+    """Add adapters to a frozen freezedet classifier backbone and return the same backbone.
 
+    For lazy configs:
+    ``model.backbone.bottom_up = L(with_residual_adapters)(backbone=<backbone node>, kind=...)``.
     The trunk stays frozen (weights, BN statistics, eval mode); it runs with autograd so the
-    adapters train, and the adapters' own norms follow ``model.train()``.
+    adapters train, and the adapters follow ``model.train()`` / ``model.eval()``.
+
+    Args:
+        backbone (nn.Module): a :class:`TimmBackbone` or :class:`FreezableResNet` in "frozen" mode.
+        kind, stages, norm, reduction, depthwise: as for :func:`add_residual_adapters`; stage
+            names are relative to the trunk (``"blocks.5"`` for a ``TimmBackbone``, ``"res5"``
+            for a ``FreezableResNet``).
     """
-    n = add_residual_adapters(backbone._trunk_module(), kind=kind, stages=stages, norm=norm,
-                              reduction=reduction, depthwise=depthwise)
-    backbone.num_adapters = n
+    if not hasattr(backbone, "_trunk_module"):
+        raise TypeError(
+            f"with_residual_adapters needs a freezedet classifier backbone (TimmBackbone, "
+            f"FreezableResNet), got {_qualname(backbone)}; use add_residual_adapters on a trunk"
+        )
+    if not backbone.is_frozen:
+        raise ValueError(
+            f"residual adapters adapt a frozen trunk; this backbone's mode is {backbone.mode!r} "
+            "(its whole trunk trains already). Use mode='frozen'."
+        )
+    trunk = backbone._trunk_module()
+    add_residual_adapters(
+        trunk, kind=kind, stages=stages, norm=norm, reduction=reduction, depthwise=depthwise
+    )
+    backbone.num_adapters = sum(isinstance(m, ResidualAdapter) for m in trunk.modules())
     backbone.train(backbone.training)
     return backbone
