@@ -73,9 +73,10 @@ _MAX_IDS_SHOWN = 10
 
 
 def _libc():
+    # the process's own C library, which OpenCV's rand() comes from on Linux and macOS
     try:
         return ctypes.CDLL(None)
-    except OSError:
+    except (OSError, TypeError):  # Windows: no handle for "the process"; ranking stays unseeded
         return None
 
 
