@@ -361,9 +361,13 @@ class CopyPasteDatasetMapper:
         self._calls[key] += 1
         return np.random.default_rng([self.seed, int(key), count])
 
-    def _rasterize_polygons(self, dataset_dict) -> Dict:
-        """Shallow copy of the record with polygon masks turned into compressed RLE."""
+    def _prepare(self, dataset_dict) -> Dict:
+        """Shallow copy of the record with polygon masks turned into compressed RLE, and without
+        "annotations" if it has no non-crowd object (DatasetMapper cannot recompute boxes of an
+        empty mask list)."""
         annos = dataset_dict.get("annotations")
+        if annos is not None and not any(a.get("iscrowd", 0) == 0 for a in annos):
+            return {k: v for k, v in dataset_dict.items() if k != "annotations"}
         if not (self.use_instance_mask and annos):
             return dataset_dict
         out, new = dict(dataset_dict), []
@@ -389,7 +393,7 @@ class CopyPasteDatasetMapper:
 
     def _map(self, dataset_dict, seed) -> Dict:
         with _numpy_global_seed(int(seed)):
-            out = self._mapper(self._rasterize_polygons(dataset_dict))
+            out = self._mapper(self._prepare(dataset_dict))
         size = tuple(out["image"].shape[-2:])
         inst = out.get("instances")
         if inst is None:

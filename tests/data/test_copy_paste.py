@@ -11,11 +11,8 @@ import torch
 from PIL import Image
 
 import freezedet.data  # noqa: F401  (registers labelme_voc_train)
-from detectron2.config import LazyCall as L
-from detectron2.config import LazyConfig
 from detectron2.data import DatasetCatalog, DatasetFromList, DatasetMapper, MapDataset
 from detectron2.data import detection_utils as utils
-from detectron2.data import get_detection_dataset_dicts
 from detectron2.structures import BoxMode
 from freezedet.data.copy_paste import CopyPasteDatasetMapper, build_lsj_augmentations
 
@@ -56,7 +53,7 @@ def scene(tmp_path):
     src = rng.randint(50, 255, size=(H, W, 3)).astype(np.uint8)
     a, d = _rect(2, 2, 22, 22), _rect(26, 10, 30, 14)
     b = _rect(12, 0, 40, 30)
-    c = np.tril(np.ones((H, W), dtype=bool), k=-20) & _rect(40, 25, 62, 46)
+    c = np.fromfunction(lambda y, x: x - 40 >= y - 25, (H, W)) & _rect(40, 25, 62, 46)
     return {
         "dst": dst,
         "src": src,
@@ -105,31 +102,31 @@ def test_paste_copies_pixels_masks_boxes_and_occludes(scene):
 def test_occluded_below_min_area_dropped_and_box_shrinks(scene, tmp_path):
     m = scene["masks"]
     # E keeps a 2 x 3 sliver (6 px) left of B: dropped with min_area=10, kept with min_area=6
-    e = _rect(10, 30, 14, 33) | _rect(10, 0, 20, 3)
+    e = _rect(10, 20, 20, 23)
     rec = _record(str(tmp_path / "e.png"), scene["dst"], [e, m["a"]], [4, 0], 7)
     kept = _mapper([scene["src_rec"]], min_area=6)(rec)["instances"]
     dropped = _mapper([scene["src_rec"]], min_area=10)(rec)["instances"]
-    assert kept.gt_classes.tolist()[:2] == [4, 0]
-    assert kept.gt_boxes.tensor[0].tolist() == [10, 0, 12, 33]  # visible: x 10-11, rows 0-2, 30-32
-    assert int(kept.gt_masks.tensor[0].sum()) == 2 * 3 + 2 * 3
-    assert dropped.gt_classes.tolist()[:1] == [0] and 4 not in dropped.gt_classes.tolist()
+    assert kept.gt_classes.tolist() == [4, 0, 1, 2]
+    assert kept.gt_boxes.tensor[0].tolist() == [10, 20, 12, 23]
+    assert int(kept.gt_masks.tensor[0].sum()) == 6
+    assert dropped.gt_classes.tolist() == [0, 1, 2]
 
 
 def test_small_unoccluded_objects_are_kept(scene, tmp_path):
-    tiny = _rect(60, 44, 62, 46)  # 4 px, away from B and C
+    tiny = _rect(0, 44, 2, 46)  # 4 px, away from B and C
     rec = _record(str(tmp_path / "t.png"), scene["dst"], [tiny], [5], 8)
     inst = _mapper([scene["src_rec"]], min_area=10)(rec)["instances"]
     assert inst.gt_classes.tolist() == [5, 1, 2]
-    assert inst.gt_boxes.tensor[0].tolist() == [60, 44, 62, 46]
+    assert inst.gt_boxes.tensor[0].tolist() == [0, 44, 2, 46]
 
 
 def test_blend_smooths_edges_only(scene):
     m = scene["masks"]
     out = _hwc(_mapper([scene["src_rec"]], blend=True, blend_sigma=1.0)(scene["dst_rec"]))
-    inner, outer = np.zeros_like(m["b"]), np.ones_like(m["b"])
-    inner[3:27, 15:37] = True  # >= 3 sigma inside B (B touches the top border, reflected)
-    outer[0:33, 9:43] = False  # >= 3 sigma outside B
-    outer &= ~np.pad(m["c"], 3)[3:-3, 3:-3] & ~_rect(37, 22, 64, 48)
+    # OpenCV's kernel for sigma 1 has radius 4: 5 px away from B and C alpha is exactly 0
+    inner = _rect(15, 0, 37, 27)  # >= 3 px inside B (B touches the top border: reflected)
+    outer = ~_rect(7, 0, 64, 35) & ~_rect(35, 20, 64, 48)
+    assert not (outer & (m["b"] | m["c"])).any()
     assert np.abs(out[inner].astype(int) - scene["src"][inner]).max() <= 2
     np.testing.assert_array_equal(out[outer], scene["dst"][outer])
     edge = out[25:30, 39:41].astype(int)  # B's right edge: neither pure source nor target
@@ -168,13 +165,16 @@ def test_box_only_mode(scene, tmp_path):
     m = scene["masks"]
     a, d = _rect(2, 2, 22, 22), _rect(26, 10, 30, 14)
     corner = _rect(36, 26, 46, 36)  # B covers its top-left 4 x 4: L-shape keeps the full box
-    dst_rec = _record(str(tmp_path / "bd.png"), scene["dst"], [a, d, corner], [0, 3, 5], 3, False)
+    left = _rect(34, 4, 50, 12)  # B covers its left 6 columns
+    boxes = [a, d, corner, left]
+    dst_rec = _record(str(tmp_path / "bd.png"), scene["dst"], boxes, [0, 3, 5, 6], 3, False)
     src_rec = _record(str(tmp_path / "bs.png"), scene["src"], [m["b"]], [1], 4, False)
     out = _mapper([src_rec], use_instance_mask=False)(dst_rec)
     inst = out["instances"]
     assert not inst.has("gt_masks")
-    assert inst.gt_classes.tolist() == [0, 5, 1]
-    assert inst.gt_boxes.tensor.tolist() == [[2, 2, 12, 22], [36, 26, 46, 36], [12, 0, 40, 30]]
+    assert inst.gt_classes.tolist() == [0, 5, 6, 1]
+    expected = [[2, 2, 12, 22], [36, 26, 46, 36], [40, 4, 50, 12], [12, 0, 40, 30]]
+    assert inst.gt_boxes.tensor.tolist() == expected
     np.testing.assert_array_equal(_hwc(out)[0:30, 12:40], scene["src"][0:30, 12:40])
     np.testing.assert_array_equal(_hwc(out)[30:, :], scene["dst"][30:, :])
 
@@ -237,11 +237,12 @@ def _differs(o1, o2):
 
 
 def test_real_photos_with_lsj_give_valid_instances(labelme_dicts):
-    mapper = _lsj_mapper(seed=0)
+    mapper, plain = _lsj_mapper(seed=0), _lsj_mapper(seed=0, paste_prob=0.0)
     pasted_any = False
     for i in range(9):
         record = labelme_dicts[i % 3]
-        out = mapper(record)
+        # same seed and call count: same jitter of the current photo, with and without pasting
+        out, ref = mapper(record), plain(record)
         inst = out["instances"]
         assert out["image"].shape == (3, 128, 128) and out["image"].dtype == torch.uint8
         masks, boxes = inst.gt_masks.tensor, inst.gt_boxes.tensor
@@ -249,7 +250,14 @@ def test_real_photos_with_lsj_give_valid_instances(labelme_dicts):
         assert (boxes[:, 2:] > boxes[:, :2]).all()
         assert torch.equal(boxes, inst.gt_masks.get_bounding_boxes().tensor)
         assert ((0 <= inst.gt_classes) & (inst.gt_classes < 20)).all()
-        pasted_any |= len(inst) > len(record["annotations"])
+        # pasted objects come last: the changed pixels lie exactly under the last k masks
+        changed = (out["image"] != ref["image"]).any(0)
+        k = next(
+            k for k in range(len(inst) + 1) if not (changed & ~masks[len(inst) - k :].any(0)).any()
+        )
+        pasted = masks[len(inst) - k :].any(0)
+        assert not (masks[: len(inst) - k] & pasted).any()  # originals lost the pasted union
+        pasted_any |= k > 0 and bool(changed.any())
     assert pasted_any
 
 
@@ -308,21 +316,22 @@ def test_visualize_tool_dataset_and_config_modes(labelme_dicts, tmp_path):
         assert utils.read_image(p).shape == (96, 96, 3)
 
     cfg_file = tmp_path / "cfg.py"
-    cfg = {
-        "dataloader": {
-            "train": {
-                "dataset": L(get_detection_dataset_dicts)(names="labelme_voc_train"),
-                "mapper": L(CopyPasteDatasetMapper)(
-                    augmentations=[L(build_lsj_augmentations)(image_size=64)][0],
-                    source=("labelme_voc_train",),
-                    use_instance_mask=True,
-                    seed=1,
-                ),
-            }
-        }
-    }
-    LazyConfig.save(cfg, str(cfg_file).replace(".py", ".yaml"))
-    cfg_file = str(cfg_file).replace(".py", ".yaml")
+    cfg_file.write_text(
+        "from detectron2.config import LazyCall as L\n"
+        "from detectron2.data import get_detection_dataset_dicts\n"
+        "from omegaconf import OmegaConf\n"
+        "from freezedet.data.copy_paste import CopyPasteDatasetMapper, build_lsj_augmentations\n"
+        "dataloader = OmegaConf.create()\n"
+        "dataloader.train = dict(\n"
+        "    dataset=L(get_detection_dataset_dicts)(names='labelme_voc_train'),\n"
+        "    mapper=L(CopyPasteDatasetMapper)(\n"
+        "        augmentations=L(build_lsj_augmentations)(image_size=64),\n"
+        "        source=('labelme_voc_train',),\n"
+        "        seed=1,\n"
+        "    ),\n"
+        ")\n"
+    )
+    cfg_file = str(cfg_file)
     paths = main(
         ["--config-file", cfg_file, "--num", "3", "--output", str(tmp_path / "b")]
         + ["dataloader.train.mapper.paste_prob=0.5"]
