@@ -45,7 +45,7 @@ def test_export_imports_without_caffe2():
 
 @pytest.mark.skipif(compat.HAS_COMPILED_OPS, reason="detectron2 built with its compiled ops")
 def test_compiled_ops_standin_fails_clearly():
-    from detectron2.layers import pairwise_iou_rotated
+    from detectron2.layers.rotated_boxes import pairwise_iou_rotated
 
     with pytest.raises(RuntimeError, match="installed without compiled ops.*box_iou_rotated"):
         pairwise_iou_rotated(torch.zeros(1, 5), torch.zeros(1, 5))
