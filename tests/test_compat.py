@@ -1,4 +1,5 @@
 """freezedet.compat: each shim fixes what its probe detects, on this detectron2."""
+
 import pytest
 import torch
 

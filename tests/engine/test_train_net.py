@@ -100,8 +100,10 @@ def test_syncbn_becomes_naive_syncbn_on_cpu(caplog):
 
     from freezedet.engine import build_model
 
-    cfg = load_config("DeepForest/faster_rcnn_nasfpn_effl0_frozen.py",
-                      ["model.backbone.norm=SyncBN", "train.device=cpu"])
+    cfg = load_config(
+        "DeepForest/faster_rcnn_nasfpn_effl0_frozen.py",
+        ["model.backbone.norm=SyncBN", "train.device=cpu"],
+    )
     with caplog.at_level("WARNING", logger="freezedet"):
         model = build_model(cfg)
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())

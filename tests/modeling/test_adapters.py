@@ -172,10 +172,11 @@ def test_series_options_reduction_and_group_norm(plain_trunks):
     # layer4's 3x3 convs have 512 channels: GN(32 groups) + 512->128->512
     assert [type(a.norm).__name__ for a in adapters] == ["GroupNorm"] * 3
     assert sum(p.numel() for p in adapters[0].parameters()) == 2 * 512 + 2 * 512 * 128
-    out = backbone(x)
+    with torch.no_grad():
+        exact = backbone(x)
     for k in ref:
-        torch.testing.assert_close(out[k], ref[k], rtol=0, atol=1e-6)
-    out["c5"].sum().backward()
+        torch.testing.assert_close(exact[k], ref[k], rtol=0, atol=1e-6)
+    backbone(x)["c5"].sum().backward()
     assert all(a.convs[-1].weight.grad.abs().sum() > 0 for a in adapters)
 
 
@@ -240,14 +241,20 @@ def test_checkpoints_plain_to_adapted_and_back(plain_trunks, tmp_path):
         _randomize_bn(adapted, seed=5)  # loading must restore the frozen tensors
         ckpt = DetectionCheckpointer(adapted)
         incompatible = ckpt._load_model(ckpt._load_file(str(tmp_path / f"plain_{kind}.pth")))
-        adapter_keys = {k for k in adapted.state_dict() if ".adapter_" in k}
+        # detectron2 never reports BN's num_batches_tracked as missing
+        adapter_keys = {
+            k
+            for k in adapted.state_dict()
+            if ".adapter_" in k and not k.endswith("num_batches_tracked")
+        }
         assert set(incompatible.missing_keys) == adapter_keys and adapter_keys
         assert not incompatible.unexpected_keys
         if kind == "series":  # the adapters' own BN statistics are new too
             assert any(k.endswith("norm.running_mean") for k in adapter_keys)
         x = torch.randn(1, 3, 64, 64)
         plain.eval(), adapted.eval()
-        torch.testing.assert_close(adapted(x)["c5"], plain(x)["c5"], rtol=1e-5, atol=1e-5)
+        with torch.no_grad():
+            torch.testing.assert_close(adapted(x)["c5"], plain(x)["c5"], rtol=0, atol=1e-6)
 
         # an adapted checkpoint round-trips its adapters; a plain model sees them as unexpected
         with torch.no_grad():
@@ -260,10 +267,11 @@ def test_checkpoints_plain_to_adapted_and_back(plain_trunks, tmp_path):
         incompatible = ckpt._load_model(ckpt._load_file(str(tmp_path / f"adapted_{kind}.pth")))
         assert not incompatible.missing_keys and not incompatible.unexpected_keys
         again.eval()
-        torch.testing.assert_close(again(x)["c5"], adapted(x)["c5"])
+        with torch.no_grad():
+            torch.testing.assert_close(again(x)["c5"], adapted(x)["c5"], rtol=0, atol=0)
         ckpt = DetectionCheckpointer(copy.deepcopy(plain_trunks["timm-effl0"]))
         incompatible = ckpt._load_model(ckpt._load_file(str(tmp_path / f"adapted_{kind}.pth")))
-        assert set(incompatible.unexpected_keys) == adapter_keys
+        assert set(incompatible.unexpected_keys) >= adapter_keys
 
 
 def test_deepcopy_hooks_follow_the_copy(plain_trunks):
@@ -276,9 +284,10 @@ def test_deepcopy_hooks_follow_the_copy(plain_trunks):
                 m.convs[-1].weight.fill_(0.01)
     x = torch.randn(1, 3, 64, 64)
     backbone.eval(), twin.eval()
-    a, b = backbone(x)["c5"], twin(x)["c5"]
-    assert not torch.allclose(a, b), "the copy's adapters must act in the copy only"
-    torch.testing.assert_close(a, plain.eval()(x)["c5"], rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        a, b = backbone(x)["c5"], twin(x)["c5"]
+        assert not torch.allclose(a, b), "the copy's adapters must act in the copy only"
+        torch.testing.assert_close(a, plain.eval()(x)["c5"], rtol=0, atol=1e-6)
 
 
 def _saved_tensor_bytes(fn):
@@ -294,18 +303,22 @@ def _saved_tensor_bytes(fn):
     return sum(seen.values()), out
 
 
-def test_adapters_keep_less_for_backward_than_finetuning(plain_trunks):
+def test_what_autograd_keeps_for_the_adapters(plain_trunks):
+    """PyTorch convs save their input even when their weight is frozen, and ReLUs their output:
+    from the first adapter on, the trunk keeps about what fine-tuning keeps. Adapting only the
+    last stages keeps the early, high-resolution layers graph-free."""
     x = torch.randn(2, 3, 128, 128)
     frozen = copy.deepcopy(plain_trunks["timm-effl0"]).train()
-    adapted = with_residual_adapters(copy.deepcopy(frozen), kind="parallel").train()
-    finetune = TimmBackbone(model_name="tf_efficientnet_lite0", mode="finetune").train()
-    sizes = {}
-    for name, m in (("frozen", frozen), ("adapted", adapted), ("finetune", finetune)):
-        sizes[name], out = _saved_tensor_bytes(lambda m=m: m(x))
-        if name != "frozen":
-            sum(v.sum() for v in out.values()).backward()
+    models = {
+        "frozen": frozen,
+        "all": with_residual_adapters(copy.deepcopy(frozen), kind="parallel"),
+        "last2": with_residual_adapters(copy.deepcopy(frozen), kind="parallel", stages=[-2, -1]),
+        "finetune": TimmBackbone(model_name="tf_efficientnet_lite0", mode="finetune").train(),
+    }
+    sizes = {name: _saved_tensor_bytes(lambda m=m: m(x))[0] for name, m in models.items()}
     assert sizes["frozen"] == 0
-    assert 0 < sizes["adapted"] < 0.75 * sizes["finetune"], sizes
+    assert 0.8 * sizes["finetune"] < sizes["all"] < 1.2 * sizes["finetune"], sizes
+    assert 0 < sizes["last2"] < 0.35 * sizes["finetune"], sizes
 
 
 def test_adapter_recipe_trains_from_a_plain_frozen_checkpoint(synthetic_dataset, tmp_path):
@@ -325,7 +338,9 @@ def test_adapter_recipe_trains_from_a_plain_frozen_checkpoint(synthetic_dataset,
         "train.max_iter=2",
         "train.seed=0",
         "dataloader.train.dataset.names=synthetic_train",
+        "dataloader.test.dataset.names=synthetic_val",
         "dataloader.train.num_workers=0",
+        "dataloader.test.num_workers=0",
         "model.roi_heads.batch_size_per_image=32",
         "model.proposal_generator.post_nms_topk=[200,100]",
         "optimizer.lr=0.02",
@@ -334,10 +349,10 @@ def test_adapter_recipe_trains_from_a_plain_frozen_checkpoint(synthetic_dataset,
     trained = torch.load(os.path.join(out, "model_final.pth"), weights_only=False)["model"]
     trunk_keys = [k for k in trained if k.startswith("backbone.bottom_up.")]
     adapter_keys = [k for k in trunk_keys if ".adapter_" in k]
-    assert len(adapter_keys) == 16
-    for k in trunk_keys:
-        if k in adapter_keys:
-            assert trained[k].abs().sum() > 0, f"{k} did not train"
-        else:
-            assert torch.equal(trained[k], plain_state[k]), f"frozen {k} changed"
+    last_convs = [k for k in adapter_keys if k.endswith(".convs.0.weight")]
+    assert len(last_convs) == 16, last_convs
+    for k in last_convs:
+        assert trained[k].abs().sum() > 0, f"{k} did not train"
+    for k in set(trunk_keys) - set(adapter_keys):
+        assert torch.equal(trained[k], plain_state[k]), f"frozen {k} changed"
     assert set(trained) == set(plain_state) | set(adapter_keys)

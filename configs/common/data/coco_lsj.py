@@ -8,16 +8,16 @@ from detectron2.data import (
     DatasetMapper,
     build_detection_test_loader,
     build_detection_train_loader,
-    get_detection_dataset_dicts,
 )
 
+from freezedet.data.validate import checked_dataset_dicts
 from freezedet.evaluation import COCOEvaluator
 
 image_size = 1024
 
 dataloader = OmegaConf.create()
 dataloader.train = L(build_detection_train_loader)(
-    dataset=L(get_detection_dataset_dicts)(names="coco_2017_train"),
+    dataset=L(checked_dataset_dicts)(names="coco_2017_train", verify_images=False),
     mapper=L(DatasetMapper)(
         is_train=True,
         augmentations=[
@@ -35,7 +35,9 @@ dataloader.train = L(build_detection_train_loader)(
     num_workers=8,
 )
 dataloader.test = L(build_detection_test_loader)(
-    dataset=L(get_detection_dataset_dicts)(names="coco_2017_val", filter_empty=False),
+    dataset=L(checked_dataset_dicts)(
+        names="coco_2017_val", filter_empty=False, verify_images=False
+    ),
     mapper=L(DatasetMapper)(
         is_train=False,
         augmentations=[L(T.ResizeShortestEdge)(short_edge_length=image_size, max_size=image_size)],

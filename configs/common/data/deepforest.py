@@ -8,15 +8,15 @@ from detectron2.data import (
     DatasetMapper,
     build_detection_test_loader,
     build_detection_train_loader,
-    get_detection_dataset_dicts,
 )
 
+from freezedet.data.validate import checked_dataset_dicts
 from freezedet.evaluation import COCOEvaluator
 
 dataloader = OmegaConf.create()
 
 dataloader.train = L(build_detection_train_loader)(
-    dataset=L(get_detection_dataset_dicts)(names="deepforest_train"),
+    dataset=L(checked_dataset_dicts)(names="deepforest_train"),
     mapper=L(DatasetMapper)(
         is_train=True,
         augmentations=[
@@ -32,7 +32,7 @@ dataloader.train = L(build_detection_train_loader)(
 )
 
 dataloader.test = L(build_detection_test_loader)(
-    dataset=L(get_detection_dataset_dicts)(names="deepforest_val", filter_empty=False),
+    dataset=L(checked_dataset_dicts)(names="deepforest_val", filter_empty=False),
     mapper=L(DatasetMapper)(
         is_train=False,
         augmentations=[],

@@ -8,14 +8,14 @@ from detectron2.data import (
     DatasetMapper,
     build_detection_test_loader,
     build_detection_train_loader,
-    get_detection_dataset_dicts,
 )
 
+from freezedet.data.validate import checked_dataset_dicts
 from freezedet.evaluation import COCOEvaluator
 
 dataloader = OmegaConf.create()
 dataloader.train = L(build_detection_train_loader)(
-    dataset=L(get_detection_dataset_dicts)(names="labelme_voc_train"),
+    dataset=L(checked_dataset_dicts)(names="labelme_voc_train"),
     mapper=L(DatasetMapper)(
         is_train=True,
         augmentations=[
@@ -31,7 +31,7 @@ dataloader.train = L(build_detection_train_loader)(
     num_workers=0,
 )
 dataloader.test = L(build_detection_test_loader)(
-    dataset=L(get_detection_dataset_dicts)(names="labelme_voc_train", filter_empty=False),
+    dataset=L(checked_dataset_dicts)(names="labelme_voc_train", filter_empty=False),
     mapper=L(DatasetMapper)(
         is_train=False,
         augmentations=[L(T.ResizeShortestEdge)(short_edge_length=320, max_size=512)],

@@ -56,6 +56,7 @@ import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from detectron2.layers import Conv2d, FrozenBatchNorm2d, get_norm
@@ -152,7 +153,14 @@ class ParallelAdapter(ResidualAdapter):
         """Forward hook of the frozen conv: its output plus the adapter's."""
         x = inputs[0]
         oh, ow = _centre_offsets(conv, x.shape[-2:])
-        a = self.branch(x[..., oh:, ow:])
+        if oh == ow == 0:
+            a = self.branch(x)
+        else:
+            # convolving a cropped view would make autograd keep a contiguous copy of the input;
+            # a stride-1 1x1 conv sampled at the window centres keeps the input itself
+            w = self.convs[0]
+            a = F.conv2d(self.norm(x) if self.norm is not None else x, w.weight, groups=w.groups)
+            a = a[..., oh :: w.stride[0], ow :: w.stride[1]]
         a = a[..., : output.shape[-2], : output.shape[-1]]
         assert a.shape[-2:] == output.shape[-2:], (
             f"parallel adapter output {tuple(a.shape)} does not cover the conv output "
