@@ -48,8 +48,13 @@ Choices worth knowing:
 - Series adapters normalise their input (``norm``, default "BN" as in Rebuffi et al.); parallel
   adapters have no norm by default, as in Rebuffi et al., where the block's norm follows.
 
-The trunk then runs *with* autograd (the backbone's ``num_adapters`` tells it to), but its frozen
-parameters need no gradient, so backward only keeps what the adapters' gradients need.
+The trunk then runs *with* autograd (the backbone's ``num_adapters`` tells it to). Its frozen
+parameters get no gradient, but from the first adapter on, autograd still keeps about what
+fine-tuning keeps: PyTorch convs save their input even when their weight is frozen, and ReLUs
+their output. What adapters save over fine-tuning is the trunk's weight gradients, optimizer
+state and weight-gradient compute. Adapting only the last stages (``stages=[-2, -1]``) keeps the
+early, high-resolution layers graph-free: for EfficientNet-Lite0 at 512x512, batch 2, autograd
+keeps 54 MB for the trunk instead of 585 MB (all blocks) or 528 MB (fine-tuning).
 """
 
 import math
