@@ -16,7 +16,6 @@ Conversions are idempotent: a checkpoint is rewritten only when its recorded sou
 model, timm version, prefix or format differ from what a new conversion would record.
 """
 
-import hashlib
 import importlib
 import logging
 import os
@@ -25,7 +24,7 @@ from typing import Dict, List, Mapping, NamedTuple, Optional
 
 import torch
 
-from ..data.paths import data_root
+from ..data.paths import data_root, sha256_file
 from ..engine.checkpoint import atomic_torch_save
 
 __all__ = [
@@ -294,14 +293,6 @@ def default_weights_path(timm_model: str) -> str:
     return os.path.join(data_root(), "weights", f"{timm_model}.pth")
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def checkpoint_up_to_date(output: str, expected: Mapping[str, object]) -> bool:
     """
     Args:
@@ -343,7 +334,7 @@ def _expected_meta(timm_model: str, source_file: str, prefix: str) -> dict:
         "timm_version": timm.__version__,
         "prefix": prefix,
         "format": _FORMAT,
-        "source_sha256": _sha256(source_file),
+        "source_sha256": sha256_file(source_file),
     }
 
 

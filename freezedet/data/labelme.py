@@ -11,7 +11,6 @@ those two into ``data_root()/labelme_coco`` (``tools/fetch_data.py``, run by ``m
 """
 
 import glob
-import hashlib
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ import tempfile
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from .paths import data_root
+from .paths import data_root, sha256_file
 
 __all__ = [
     "LABELME_SDIST",
@@ -63,14 +62,6 @@ def _missing_files(root: str):
     return [p for p in paths if not os.path.isfile(p)] if paths else [json_file]
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def download_labelme_sdist(workdir: str) -> str:
     """Let pip fetch the hash-pinned labelme sdist into ``workdir``.
 
@@ -90,7 +81,7 @@ def download_labelme_sdist(workdir: str) -> str:
     r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TMPDIR=workdir))
     archives = glob.glob(os.path.join(dest, "labelme-*.tar.gz"))
     if archives:
-        digest = _sha256(archives[0])
+        digest = sha256_file(archives[0])
         if digest != LABELME_SHA256:
             raise RuntimeError(f"{archives[0]} has sha256 {digest}, expected {LABELME_SHA256}")
         return archives[0]

@@ -6,16 +6,26 @@ be written as ``freezedet://<relative path>`` anywhere detectron2's ``PathManage
 (e.g. ``train.init_checkpoint = "freezedet://weights/tf_efficientnet_lite0.pth"``).
 """
 
+import hashlib
 import os
 import sys
 
 from detectron2.utils.file_io import PathHandler, PathManager
 
-__all__ = ["data_root", "FreezedetPathHandler"]
+__all__ = ["data_root", "sha256_file", "FreezedetPathHandler"]
 
 
 def data_root() -> str:
     return os.environ.get("FREEZEDET_DATA") or os.path.join(sys.prefix, "share", "freezedet")
+
+
+def sha256_file(path: str) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class FreezedetPathHandler(PathHandler):

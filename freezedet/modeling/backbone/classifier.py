@@ -231,14 +231,6 @@ class TimmBackbone(_FreezableTrunk, Backbone):
             feats = self.trunk(x)
         return dict(zip(self._out_features, feats))
 
-    def output_shape(self) -> Dict[str, ShapeSpec]:
-        return {
-            f: ShapeSpec(
-                channels=self._out_feature_channels[f], stride=self._out_feature_strides[f]
-            )
-            for f in self._out_features
-        }
-
 
 class FreezableResNet(_FreezableTrunk, ResNet):
     """detectron2's own ResNet with the same frozen / finetune / scratch modes.

@@ -272,14 +272,6 @@ class NASFPN(Backbone):
             feats = self._block(cells, feats)
         return dict(zip(self._out_features, feats))
 
-    def output_shape(self) -> Dict[str, ShapeSpec]:
-        return {
-            f: ShapeSpec(
-                channels=self._out_feature_channels[f], stride=self._out_feature_strides[f]
-            )
-            for f in self._out_features
-        }
-
 
 def add_nasfpn_config(cfg):
     """Add ``cfg.MODEL.NASFPN`` (yacs) with the defaults of :class:`NASFPN`. ``BOTTOM_UP`` is
