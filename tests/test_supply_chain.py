@@ -1,4 +1,5 @@
 """Every non-wheel download (and every --no-deps install) is hash-pinned."""
+
 import importlib.util
 import os
 import re

@@ -17,6 +17,8 @@ import types
 
 import torch
 
+from omegaconf import ListConfig
+
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import (
     AMPTrainer,
@@ -85,7 +87,7 @@ def resolve_config_file(config_file: str) -> str:
 
 def load_config(config_file: str, overrides=()):
     """Load a LazyConfig, apply ``key=value`` overrides (unknown keys are an error), resolve
-    defaults that depend on the file (output dir) and the machine (device, AMP)."""
+    defaults that depend on the file (output dir) and the machine (device)."""
     config_file = resolve_config_file(config_file)
     cfg = LazyConfig.load(config_file)
     _check_override_keys(cfg, overrides, config_file)
@@ -105,7 +107,11 @@ def _check_override_keys(cfg, overrides, config_file):
         key = item.split("=", 1)[0]
         node, parts = cfg, key.split(".")
         for i, part in enumerate(parts):
-            has = part in node if hasattr(node, "__contains__") else hasattr(node, part)
+            if isinstance(node, (list, ListConfig)):  # e.g. box_predictors.0.test_score_thresh
+                has = part.isdigit() and int(part) < len(node)
+                part = int(part) if has else part
+            else:
+                has = part in node if hasattr(node, "__contains__") else hasattr(node, part)
             if not has:
                 # a new key under an existing LazyCall is allowed: it is a constructor argument
                 if i == len(parts) - 1 and hasattr(node, "get") and "_target_" in node:

@@ -153,12 +153,24 @@ def test_weight_key_mismatch_is_counted(tmp_path, caplog):
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
     path = str(tmp_path / "partial.pth")
-    torch.save({"model": {"0.weight": torch.ones(3, 2), "0.bias": torch.ones(3),
-                          "head.weight": torch.ones(1)}}, path)
+    torch.save(
+        {
+            "model": {
+                "0.weight": torch.ones(3, 2),
+                "0.bias": torch.ones(3),
+                "head.weight": torch.ones(1),
+            }
+        },
+        path,
+    )
     ckpt = AtomicDetectionCheckpointer(model)
     with caplog.at_level("INFO"):
         ckpt.load(path)
-    assert ckpt.last_load_stats == {"matched": 2, "missing": 2, "unexpected": 1,
-                                    "checkpoint_keys": 3}
+    assert ckpt.last_load_stats == {
+        "matched": 2,
+        "missing": 2,
+        "unexpected": 1,
+        "checkpoint_keys": 3,
+    }
     assert "2/4 model keys matched, 2 missing, 1 unexpected" in caplog.text
     assert torch.equal(model[0].weight, torch.ones(3, 2))

@@ -79,6 +79,11 @@ def test_unknown_override_key_is_an_error():
         load_config(CONFIG, ["train.max_iters=3"])
     with pytest.raises(KeyError, match="model.roi_heads.box_predictr"):
         load_config(CONFIG, ["model.roi_heads.box_predictr.test_score_thresh=0.1"])
+    cascade = "DeepForest/cascade_rcnn_nasfpn_effl0_frozen.py"
+    cfg = load_config(cascade, ["model.roi_heads.box_predictors.2.test_score_thresh=0.3"])
+    assert cfg.model.roi_heads.box_predictors[2].test_score_thresh == 0.3
+    with pytest.raises(KeyError, match="box_predictors.3"):
+        load_config(cascade, ["model.roi_heads.box_predictors.3.test_score_thresh=0.3"])
     # new constructor arguments of a LazyCall are allowed
     cfg = load_config(CONFIG, ["model.roi_heads.box_predictor.test_nms_thresh=0.4"])
     assert cfg.model.roi_heads.box_predictor.test_nms_thresh == 0.4
