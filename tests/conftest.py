@@ -112,6 +112,20 @@ train.log_period = 1
 
 
 @pytest.fixture(scope="session")
+def synthetic_run_opts(synthetic_dataset):
+    """Overrides that point a DeepForest recipe at the synthetic dataset with CPU-test sizes."""
+    train, val = synthetic_dataset
+    return [
+        f"dataloader.train.dataset.names={train}",
+        f"dataloader.test.dataset.names={val}",
+        "dataloader.train.num_workers=0",
+        "dataloader.test.num_workers=0",
+        "model.roi_heads.batch_size_per_image=32",
+        "model.proposal_generator.post_nms_topk=[200,100]",
+    ]
+
+
+@pytest.fixture(scope="session")
 def coco_config(tmp_path_factory):
     """Path of a config training on a synthetic COCO json (see write_coco_config)."""
     return write_coco_config(str(tmp_path_factory.mktemp("coco")))

@@ -12,18 +12,13 @@ from freezedet.model_zoo import get_config_file
 CONFIG = get_config_file("DeepForest/faster_rcnn_fpn_effl0_frozen.py")
 
 
-def _args(out, flags=(), opts=()):
+def _args(synthetic_run_opts, out, flags=(), opts=()):
     base = [
         "train.init_checkpoint=",
         f"train.output_dir={out}",
         "train.log_period=1",
         "train.seed=0",
-        "dataloader.train.dataset.names=synthetic_train",
-        "dataloader.test.dataset.names=synthetic_val",
-        "dataloader.train.num_workers=0",
-        "dataloader.test.num_workers=0",
-        "model.roi_heads.batch_size_per_image=32",
-        "model.proposal_generator.post_nms_topk=[200,100]",
+        *synthetic_run_opts,
         "optimizer.lr=0.002",
     ]
     return argument_parser().parse_args([*flags, "--config-file", CONFIG, *base, *opts])
@@ -34,9 +29,9 @@ def _metrics(out):
         return [json.loads(line) for line in f]
 
 
-def test_train_resume_eval_only(synthetic_dataset, tmp_path):
+def test_train_resume_eval_only(synthetic_run_opts, tmp_path):
     out = str(tmp_path / "run")
-    main(_args(out, opts=["train.max_iter=4", "train.checkpointer.period=2"]))
+    main(_args(synthetic_run_opts, out, opts=["train.max_iter=4", "train.checkpointer.period=2"]))
     for f in ("model_final.pth", "last_checkpoint", "config.yaml", "metrics.json", "log.txt"):
         assert os.path.isfile(os.path.join(out, f)), f
     assert open(os.path.join(out, "last_checkpoint")).read() == "model_final.pth"
@@ -50,7 +45,14 @@ def test_train_resume_eval_only(synthetic_dataset, tmp_path):
     assert sched_state["last_epoch"] == 4, "LR scheduler state must be checkpointed"
 
     # --resume with a longer schedule continues from iteration 4, not 0
-    main(_args(out, flags=["--resume"], opts=["train.max_iter=6", "train.checkpointer.period=2"]))
+    main(
+        _args(
+            synthetic_run_opts,
+            out,
+            flags=["--resume"],
+            opts=["train.max_iter=6", "train.checkpointer.period=2"],
+        )
+    )
     resumed = [m["iteration"] for m in _metrics(out) if "total_loss" in m]
     assert resumed[-2:] == [4, 5], resumed
     ckpt2 = torch.load(os.path.join(out, "model_final.pth"), weights_only=False)
@@ -64,6 +66,7 @@ def test_train_resume_eval_only(synthetic_dataset, tmp_path):
 
     results = main(
         _args(
+            synthetic_run_opts,
             str(tmp_path / "eval"),
             flags=["--eval-only"],
             opts=[f"train.init_checkpoint={out}/model_final.pth"],
@@ -89,10 +92,11 @@ def test_unknown_override_key_is_an_error():
     assert cfg.model.roi_heads.box_predictor.test_nms_thresh == 0.4
 
 
-def test_missing_checkpoint_is_a_clear_error(synthetic_dataset, tmp_path):
+def test_missing_checkpoint_is_a_clear_error(synthetic_run_opts, tmp_path):
     with pytest.raises(FileNotFoundError, match="does-not-exist.pth"):
         main(
             _args(
+                synthetic_run_opts,
                 str(tmp_path / "x"),
                 flags=["--eval-only"],
                 opts=["train.init_checkpoint=/nowhere/does-not-exist.pth"],

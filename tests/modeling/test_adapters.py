@@ -330,7 +330,7 @@ def test_what_autograd_keeps_for_the_adapters(plain_trunks):
     assert 0 < sizes["last2"] < 0.35 * sizes["finetune"], sizes
 
 
-def test_adapter_recipe_trains_from_a_plain_frozen_checkpoint(synthetic_dataset, tmp_path):
+def test_adapter_recipe_trains_from_a_plain_frozen_checkpoint(synthetic_run_opts, tmp_path):
     """tools/train_net.py in-process: the adapter recipe starts from a plain frozen detector's
     checkpoint; 2 iterations move the adapters and nothing else in the trunk."""
     plain_cfg = load_config(get_config_file("DeepForest/faster_rcnn_fpn_effl0_frozen.py"))
@@ -346,12 +346,7 @@ def test_adapter_recipe_trains_from_a_plain_frozen_checkpoint(synthetic_dataset,
         f"train.output_dir={out}",
         "train.max_iter=2",
         "train.seed=0",
-        "dataloader.train.dataset.names=synthetic_train",
-        "dataloader.test.dataset.names=synthetic_val",
-        "dataloader.train.num_workers=0",
-        "dataloader.test.num_workers=0",
-        "model.roi_heads.batch_size_per_image=32",
-        "model.proposal_generator.post_nms_topk=[200,100]",
+        *synthetic_run_opts,
         "optimizer.lr=0.02",
     ]
     main(argument_parser().parse_args(["--config-file", config, *opts]))
