@@ -1,14 +1,21 @@
-"""COCO evaluation that works on both detectron2 routes."""
+"""COCO evaluation that works on both detectron2 routes, with a choice of backend."""
+
+import itertools
+import json
+import os
 
 from detectron2.evaluation import COCOEvaluator as _D2COCOEvaluator
+from detectron2.utils.file_io import PathManager
 
 from ..compat import HAS_COMPILED_OPS
+from .backends import evaluate_coco_faster, faster_coco_gt, resolve_backend
 
 __all__ = ["COCOEvaluator"]
 
 
 class COCOEvaluator(_D2COCOEvaluator):
-    """detectron2's ``COCOEvaluator``; its C++ fast path is used only where it was compiled.
+    """detectron2's ``COCOEvaluator``; its C++ fast path is used only where it was compiled, and
+    ``backend="faster_coco_eval"`` computes bbox / segm metrics with ``faster-coco-eval``.
 
     The pure-Python detectron2 install has no ``detectron2._C.COCOevalEvaluateImages``; there
     pycocotools computes the same numbers.
@@ -23,12 +30,17 @@ class COCOEvaluator(_D2COCOEvaluator):
         *,
         max_dets_per_image=None,
         use_fast_impl=None,
-        **kwargs
+        backend="pycocotools",
+        **kwargs,
     ):
         """
         Args:
             dataset_name, tasks, distributed, output_dir, max_dets_per_image: as detectron2's.
-            use_fast_impl (bool or None): None: detectron2's C++ evaluator where compiled.
+            use_fast_impl (bool or None): None: detectron2's C++ evaluator where compiled
+                (pycocotools backend).
+            backend (str): "pycocotools" (detectron2's evaluation) or "faster_coco_eval" (same
+                metrics, C++; keypoints still use pycocotools). Falls back to pycocotools with
+                a warning when faster_coco_eval is not installed.
         """
         if use_fast_impl is None:
             use_fast_impl = HAS_COMPILED_OPS
@@ -37,6 +49,8 @@ class COCOEvaluator(_D2COCOEvaluator):
                 "use_fast_impl=True needs detectron2's compiled ops, which this install lacks; "
                 "leave it None (auto) or build detectron2 from source."
             )
+        self.backend = resolve_backend(backend)
+        self._faster_gt = None
         super().__init__(
             dataset_name,
             tasks,
@@ -44,5 +58,49 @@ class COCOEvaluator(_D2COCOEvaluator):
             output_dir,
             max_dets_per_image=max_dets_per_image,
             use_fast_impl=use_fast_impl,
-            **kwargs
+            **kwargs,
         )
+
+    def _unmapped_results(self, predictions):
+        results = list(itertools.chain(*[x["instances"] for x in predictions]))
+        id_map = self._metadata.get("thing_dataset_id_to_contiguous_id", None)
+        if id_map is not None:
+            reverse = {v: k for k, v in id_map.items()}
+            for r in results:
+                assert r["category_id"] in reverse, (
+                    f"a prediction has class {r['category_id']}; dataset "
+                    f"{self._metadata.name} has {len(reverse)} classes"
+                )
+                r["category_id"] = reverse[r["category_id"]]
+        return results
+
+    def _eval_predictions(self, predictions, img_ids=None):
+        if self.backend == "pycocotools":
+            return super()._eval_predictions(predictions, img_ids=img_ids)
+        results = self._unmapped_results(predictions)
+        tasks = self._tasks or self._tasks_from_predictions(results)
+        if self._output_dir:
+            path = os.path.join(self._output_dir, "coco_instances_results.json")
+            with PathManager.open(path, "w") as f:
+                f.write(json.dumps(results))
+        if not self._do_evaluation:
+            self._logger.info("Annotations are not available for evaluation.")
+            return
+        if any(t not in ("bbox", "segm") for t in tasks):
+            self._logger.warning(f"tasks {tasks}: faster_coco_eval backend does bbox / segm only")
+            return super()._eval_predictions(predictions, img_ids=img_ids)
+        if self._faster_gt is None:
+            self._faster_gt = faster_coco_gt(self._coco_api.dataset)
+        self._logger.info("Evaluating predictions with faster-coco-eval ...")
+        max_dets = self._max_dets_per_image
+        for task in sorted(tasks):
+            coco_eval = evaluate_coco_faster(
+                self._faster_gt,
+                results,
+                task,
+                img_ids=img_ids,
+                max_dets_per_image=None if max_dets == [1, 10, 100] else max_dets[-1],
+            )
+            self._results[task] = self._derive_coco_results(
+                coco_eval, task, class_names=self._metadata.get("thing_classes")
+            )
