@@ -16,6 +16,21 @@ BACKBONES = {
         [128.0, 128.0, 128.0],
         "freezedet://weights/tf_efficientnet_lite0.pth",
     ),
+    # EfficientNet-Lite1/2, the same family at larger depth/width/resolution (transfer studies)
+    "effl1": (
+        L(TimmBackbone)(model_name="tf_efficientnet_lite1", out_features=["c3", "c4", "c5"]),
+        "RGB",
+        [127.0, 127.0, 127.0],
+        [128.0, 128.0, 128.0],
+        "freezedet://weights/tf_efficientnet_lite1.pth",
+    ),
+    "effl2": (
+        L(TimmBackbone)(model_name="tf_efficientnet_lite2", out_features=["c3", "c4", "c5"]),
+        "RGB",
+        [127.0, 127.0, 127.0],
+        [128.0, 128.0, 128.0],
+        "freezedet://weights/tf_efficientnet_lite2.pth",
+    ),
     # detectron2's MSRA ResNet-50 and its model-zoo ImageNet weights (downloaded by detectron2)
     "r50": (
         L(FreezableResNet.build)(depth=50, out_features=["res3", "res4", "res5"]),

