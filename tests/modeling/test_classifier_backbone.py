@@ -80,7 +80,8 @@ def test_frozen_trunk_keeps_bn_activation():
     assert frozen is ft
     out = frozen(x)
     for k in ref:
-        torch.testing.assert_close(out[k], ref[k], rtol=1e-5, atol=1e-5)
+        # the frozen trunk runs with BN folded into its convs: equal up to float rounding
+        torch.testing.assert_close(out[k], ref[k], rtol=1e-4, atol=1e-4)
     assert sum(p.requires_grad for p in frozen.parameters()) == 0
 
 

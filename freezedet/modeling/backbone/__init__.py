@@ -1,4 +1,6 @@
 from .adapters import ResidualAdapter, add_residual_adapters, with_residual_adapters
+from .feature_cache import FeatureCache, check_cacheable_augmentations, check_feature_cache_config
+from .frozen_runtime import FrozenTrunkRuntime, fold_frozen_batchnorm
 from .classifier import (
     MODES,
     FreezableResNet,
@@ -18,4 +20,9 @@ __all__ = [
     "build_timm_backbone",
     "convert_norm",
     "replace_batchnorm",
+    "FeatureCache",
+    "check_cacheable_augmentations",
+    "check_feature_cache_config",
+    "FrozenTrunkRuntime",
+    "fold_frozen_batchnorm",
 ]

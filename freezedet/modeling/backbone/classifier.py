@@ -11,6 +11,12 @@ is the ``"frozen"`` mode:
 - the trunk runs under ``torch.no_grad()``: no autograd graph, no stored activations. Its outputs
   are plain tensors; gradients start at the neck.
 
+Frozen-trunk execution switches (keyword arguments of both backbones; see
+:mod:`freezedet.modeling.backbone.frozen_runtime`): ``fold_bn`` (default on), ``channels_last``,
+``compile``, ``trunk_autocast`` (CUDA only), ``inference_mode``, and ``feature_cache`` (a
+:class:`~freezedet.modeling.backbone.feature_cache.FeatureCache`, training only). They apply only
+to a frozen trunk without adapters; otherwise the trunk runs as is.
+
 ``"finetune"`` trains the trunk from the loaded checkpoint (norm: ``"FrozenBN"`` keeps ImageNet
 statistics, the usual choice at small batch; ``"BN"``/``"SyncBN"`` train them); ``"scratch"``
 trains a randomly initialised trunk and needs a trainable norm.
@@ -19,7 +25,7 @@ trains a randomly initialised trunk and needs a trainable norm.
 import contextlib
 import logging
 import math
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 from torch import nn
@@ -27,6 +33,9 @@ from torch import nn
 from detectron2.layers import FrozenBatchNorm2d, NaiveSyncBatchNorm, ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.resnet import BasicStem, ResNet
+
+from .feature_cache import FeatureCache
+from .frozen_runtime import FrozenTrunkRuntime
 
 __all__ = [
     "MODES",
@@ -149,6 +158,42 @@ class _FreezableTrunk:
         graph_free = self.is_frozen and not self.num_adapters
         return torch.no_grad() if graph_free else contextlib.nullcontext()
 
+    def _setup_runtime(
+        self,
+        *,
+        fold_bn=True,
+        channels_last=False,
+        compile=False,
+        trunk_autocast=None,
+        inference_mode=False,
+        feature_cache=None,
+    ):
+        # plain attributes, not submodules: nothing here enters parameters() or state_dict()
+        self.__dict__["runtime"] = FrozenTrunkRuntime(
+            fold_bn=fold_bn,
+            channels_last=channels_last,
+            compile=compile,
+            autocast=trunk_autocast,
+            inference_mode=inference_mode,
+        )
+        self.__dict__["feature_cache"] = feature_cache
+        self.trunk_calls = 0  # trunk executions (cache hits excluded): inspectable in tests
+
+    def _run_trunk(self, x: torch.Tensor):
+        """The trunk's feature maps (a list in ``_out_features`` order)."""
+        if not (self.is_frozen and not self.num_adapters):
+            with self._trunk_context():
+                self.trunk_calls += 1
+                return self._trunk_forward(self._trunk_module(), x)
+
+        def compute(inp):
+            self.trunk_calls += 1
+            return self.runtime(self._trunk_module(), type(self)._trunk_forward, inp)
+
+        if self.feature_cache is not None and self.training:
+            return self.feature_cache(x, compute)
+        return compute(x)
+
 
 class TimmBackbone(_FreezableTrunk, Backbone):
     """Any timm classifier with ``features_only`` support as a detectron2 bottom-up backbone.
@@ -167,6 +212,12 @@ class TimmBackbone(_FreezableTrunk, Backbone):
         norm: str = "FrozenBN",
         drop_path_rate: float = 0.0,
         size_divisibility: int = 32,
+        fold_bn: bool = True,
+        channels_last: bool = False,
+        compile: bool = False,
+        trunk_autocast: Optional[str] = None,
+        inference_mode: bool = False,
+        feature_cache: Optional[FeatureCache] = None,
     ):
         """
         Args:
@@ -177,6 +228,14 @@ class TimmBackbone(_FreezableTrunk, Backbone):
                 "naiveSyncBN".
             drop_path_rate (float): stochastic depth when the trunk trains.
             size_divisibility (int): input padding the trunk needs (its largest stride).
+            fold_bn (bool): frozen trunk: fold frozen BN into the preceding conv (runtime copy;
+                checkpoints keep the unfolded layout).
+            channels_last (bool): frozen trunk: run in channels_last memory format.
+            compile (bool): frozen trunk: ``torch.compile`` it (CPU and CUDA).
+            trunk_autocast (str or None): frozen trunk: "bf16"/"fp16" autocast on CUDA only.
+            inference_mode (bool): frozen trunk: ``torch.inference_mode`` instead of no_grad.
+            feature_cache (FeatureCache or None): frozen trunk, training: reuse the features of
+                inputs seen before (needs a finite input pipeline).
         """
         super().__init__()
         import timm
@@ -210,6 +269,14 @@ class TimmBackbone(_FreezableTrunk, Backbone):
         self._out_feature_channels = dict(zip(out_features, channels))
         self._out_feature_strides = {f: 2 ** int(f[1:]) for f in out_features}
         self._size_divisibility = size_divisibility
+        self._setup_runtime(
+            fold_bn=fold_bn,
+            channels_last=channels_last,
+            compile=compile,
+            trunk_autocast=trunk_autocast,
+            inference_mode=inference_mode,
+            feature_cache=feature_cache,
+        )
         self.train(True)
 
     def _trunk_module(self):
@@ -226,10 +293,12 @@ class TimmBackbone(_FreezableTrunk, Backbone):
     def padding_constraints(self) -> Dict[str, int]:
         return {"size_divisibility": self._size_divisibility}
 
+    @staticmethod
+    def _trunk_forward(trunk, x):
+        return trunk(x)
+
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        with self._trunk_context():
-            feats = self.trunk(x)
-        return dict(zip(self._out_features, feats))
+        return dict(zip(self._out_features, self._run_trunk(x)))
 
 
 class FreezableResNet(_FreezableTrunk, ResNet):
@@ -240,7 +309,14 @@ class FreezableResNet(_FreezableTrunk, ResNet):
     """
 
     def __init__(
-        self, stem: nn.Module, stages, *, out_features, mode: str = "frozen", norm: str = "FrozenBN"
+        self,
+        stem: nn.Module,
+        stages,
+        *,
+        out_features,
+        mode: str = "frozen",
+        norm: str = "FrozenBN",
+        **runtime,
     ):
         """
         Args:
@@ -250,9 +326,13 @@ class FreezableResNet(_FreezableTrunk, ResNet):
             mode (str): "frozen", "finetune" or "scratch".
             norm (str): BatchNorm handling, as for :class:`TimmBackbone`. Blocks built with
                 "FrozenBN" stay frozen-statistics unless ``norm`` converts them.
+            runtime: the frozen-trunk switches of :class:`TimmBackbone` (``fold_bn``,
+                ``channels_last``, ``compile``, ``trunk_autocast``, ``inference_mode``,
+                ``feature_cache``).
         """
         super().__init__(stem, stages, out_features=out_features)
         self._setup_mode(mode, norm, self)
+        self._setup_runtime(**runtime)
         self.train(True)
 
     def freeze(self, freeze_at=None):
@@ -274,9 +354,13 @@ class FreezableResNet(_FreezableTrunk, ResNet):
             _adapters_train(self, mode)
         return self
 
+    @staticmethod
+    def _trunk_forward(resnet, x):
+        out = ResNet.forward(resnet, x)
+        return [out[f] for f in resnet._out_features]
+
     def forward(self, x):
-        with self._trunk_context():
-            return super().forward(x)
+        return dict(zip(self._out_features, self._run_trunk(x)))
 
     @property
     def padding_constraints(self) -> Dict[str, int]:
@@ -294,14 +378,18 @@ class FreezableResNet(_FreezableTrunk, ResNet):
         mode: str = "frozen",
         norm: str = "FrozenBN",
         stride_in_1x1: bool = True,
+        **runtime,
     ):
-        """A ResNet-{depth} in detectron2's MSRA layout (for lazy configs)."""
+        """A ResNet-{depth} in detectron2's MSRA layout (for lazy configs); ``runtime``: the
+        frozen-trunk switches (see :class:`FreezableResNet`)."""
         stage_norm = "FrozenBN" if norm == "FrozenBN" else "BN"
         stem = BasicStem(in_channels=3, out_channels=64, norm=stage_norm)
         stages = ResNet.make_default_stages(
             depth=depth, stride_in_1x1=stride_in_1x1, norm=stage_norm
         )
-        return FreezableResNet(stem, stages, out_features=list(out_features), mode=mode, norm=norm)
+        return FreezableResNet(
+            stem, stages, out_features=list(out_features), mode=mode, norm=norm, **runtime
+        )
 
 
 @BACKBONE_REGISTRY.register()
