@@ -1,0 +1,22 @@
+# Long-tail (LVIS) options, defined once: the class-balanced box-predictor loss of stage 2.
+from freezedet.modeling.roi_heads import ClassBalancedFastRCNNOutputLayers
+
+
+def use_class_balanced_loss(
+    model,
+    loss="federated",
+    beta=0.0,
+    num_fed_classes=50,
+    counts_from="${dataloader.train.dataset.name}",
+):
+    """Switch every box predictor of ``model`` (StandardROIHeads or each Cascade stage) to
+    :class:`ClassBalancedFastRCNNOutputLayers` (config-time, in place). Class image counts are
+    read from the training dataset's metadata on the first step (``counts_from``)."""
+    rh = model.roi_heads
+    predictors = rh.box_predictors if "box_predictors" in rh else [rh.box_predictor]
+    for p in predictors:
+        p._target_ = ClassBalancedFastRCNNOutputLayers
+        p.loss = loss
+        p.class_balance_beta = beta
+        p.num_fed_classes = num_fed_classes
+        p.class_counts_from = counts_from
