@@ -148,6 +148,7 @@ class _FreezableTrunk:
 
     def train(self, mode: bool = True):
         super().train(mode)
+        self._train_mode = mode  # a frozen ResNet's own ``training`` stays False
         if self.is_frozen:
             self._trunk_module().eval()
             _adapters_train(self, mode)
@@ -190,7 +191,7 @@ class _FreezableTrunk:
             self.trunk_calls += 1
             return self.runtime(self._trunk_module(), type(self)._trunk_forward, inp)
 
-        if self.feature_cache is not None and self.training:
+        if self.feature_cache is not None and self._train_mode:
             return self.feature_cache(x, compute)
         return compute(x)
 
@@ -349,6 +350,7 @@ class FreezableResNet(_FreezableTrunk, ResNet):
 
     def train(self, mode: bool = True):
         nn.Module.train(self, mode)
+        self._train_mode = mode
         if self.is_frozen:
             nn.Module.train(self, False)
             _adapters_train(self, mode)

@@ -79,7 +79,7 @@ def fold_frozen_batchnorm(module: nn.Module) -> nn.Module:
             isinstance(child, frozen)
             and isinstance(prev, nn.Conv2d)
             and getattr(prev, "norm", None) is None
-            and prev.out_channels == child.num_features
+            and prev.out_channels == child.weight.numel()
         ):
             _fold_into(prev, child)
             setattr(module, name, _tail(child))
