@@ -17,6 +17,7 @@ import os
 import freezedet  # noqa: F401  (registers the project's datasets)
 from detectron2.config import LazyConfig
 from detectron2.data import DatasetCatalog
+from freezedet.data.paths import data_root
 from freezedet.data.proposals import MODES, generate_proposal_cache
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -88,6 +89,8 @@ def main(argv=None):
         parser.error("--output is required")
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.output.startswith("freezedet://"):  # the cache is written locally, under data_root
+        args.output = os.path.join(data_root(), args.output[len("freezedet://") :])
     dataset, images = _images(args, parser)
     params = dict(
         mode=args.mode,

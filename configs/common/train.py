@@ -11,4 +11,5 @@ train = dict(
     checkpointer=dict(period=5000, max_to_keep=3),
     eval_period=5000,
     log_period=20,
+    extra_hooks=[],  # LazyCall hooks registered before the checkpointer (e.g. EMA updates)
 )

@@ -84,6 +84,7 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
 
     def _load_model(self, checkpoint):
         model_keys = set(self.model.state_dict().keys())
+        self._maybe_transfer_aligndet(checkpoint)
         ckpt_keys = set(checkpoint["model"].keys())
         incompatible = super()._load_model(checkpoint)
         # counts after detectron2's own renaming (model-zoo heuristics, prefixes)
@@ -100,3 +101,18 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             "checkpoint_keys": len(ckpt_keys),
         }
         return incompatible
+
+    def _maybe_transfer_aligndet(self, checkpoint):
+        """An AlignDet pre-training checkpoint loaded into a detector: keep what transfers."""
+        from ..checkpoint.aligndet import (
+            aligndet_to_detector,
+            format_transfer_report,
+            is_aligndet_checkpoint,
+        )
+
+        model_sd = self.model.state_dict()
+        if not is_aligndet_checkpoint(checkpoint["model"]) or is_aligndet_checkpoint(model_sd):
+            return
+        checkpoint["model"], report = aligndet_to_detector(checkpoint["model"], model_sd)
+        logging.getLogger(__name__).info(format_transfer_report(report))
+        self.last_transfer_report = report

@@ -34,7 +34,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
-from ..modeling.backbone import replace_batchnorm
+from ..modeling.backbone import check_feature_cache_config, replace_batchnorm
 from ..analysis.params import format_parameter_table, parameter_table
 from .checkpoint import AtomicDetectionCheckpointer
 from .resumable import RNGStateHook, WeightSyncCheck, deferred_train_loader
@@ -133,9 +133,31 @@ def peak_memory_mb(device: str) -> float:
 
 
 def do_test(cfg, model):
-    """Evaluate on ``cfg.dataloader.test`` with ``cfg.dataloader.evaluator``; returns metrics."""
+    """Evaluate on ``cfg.dataloader.test`` with ``cfg.dataloader.evaluator``; returns metrics.
+
+    A model with several detectors (``head_names``, e.g. ``SharedTrunkDetectors``) is evaluated
+    once per detector, its results keyed ``"<head>/<task>"``."""
     if "evaluator" not in cfg.dataloader:
         return {}
+    heads = getattr(getattr(model, "module", model), "head_names", None)
+    return _test_each_head(cfg, model, heads) if heads else _test_one(cfg, model)
+
+
+def _test_each_head(cfg, model, heads):
+    inner = getattr(model, "module", model)
+    evaluator = cfg.dataloader.evaluator
+    base = evaluator.get("output_dir", None) or os.path.join(cfg.train.output_dir, "inference")
+    results = {}
+    try:
+        for name in heads:
+            inner.eval_head, evaluator.output_dir = name, os.path.join(base, name)
+            results.update({f"{name}/{k}": v for k, v in _test_one(cfg, model).items()})
+    finally:
+        inner.eval_head, evaluator.output_dir = None, base
+    return results
+
+
+def _test_one(cfg, model):
     if cfg.dataloader.evaluator.get("output_dir", None) is None:
         # detectron2 caches the converted ground truth there for datasets not in COCO format
         cfg.dataloader.evaluator.output_dir = os.path.join(cfg.train.output_dir, "inference")
@@ -202,6 +224,7 @@ def build_model(cfg):
 
 def build_trainer_parts(cfg):
     """Model (on its device, DDP-wrapped if distributed), optimizer, train loader, trainer."""
+    check_feature_cache_config(cfg)
     model = build_model(cfg)
     logger.info("Model:\n{}".format(model))
     logger.info("Parameters:\n" + format_parameter_table(parameter_table(model)))
@@ -240,6 +263,8 @@ def do_train(args, cfg):
             RNGStateHook(),
             _StepStats(cfg.train.device),
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            # before the checkpointer: a checkpoint holds the state after the hooks' updates
+            *[instantiate(h) for h in cfg.train.get("extra_hooks", None) or []],
             (
                 hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
                 if comm.is_main_process()

@@ -1,1 +1,1 @@
-from . import backbone, neck  # noqa: F401  (registers backbones and necks)
+from . import backbone, meta_arch, neck  # noqa: F401  (registers backbones, necks, meta-archs)

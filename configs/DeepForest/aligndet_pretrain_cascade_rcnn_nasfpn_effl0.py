@@ -1,0 +1,7 @@
+# AlignDet pre-training of Cascade R-CNN + NAS-FPN on the frozen EfficientNet-Lite0, DeepForest
+# tiles without labels (proposal cache: see aligndet_pretrain_faster_rcnn_fpn_effl0.py).
+from ..common.aligndet import aligndet_pretraining
+from ..common.data.deepforest_aligndet import dataloader
+from .cascade_rcnn_nasfpn_effl0_frozen import lr_multiplier, model as detector, optimizer, train
+
+model = aligndet_pretraining(detector, train)

@@ -1,0 +1,22 @@
+# AlignDet box-domain pre-training (Li et al., ICCV 2023) of any two-stage detector config.
+from detectron2.config import LazyCall as L
+
+from freezedet.engine.ema import MomentumUpdateHook
+from freezedet.modeling.meta_arch import AlignDetPretrainer
+
+
+def aligndet_pretraining(detector, train, base_momentum=0.996, temperature=0.5):
+    """Wrap a two-stage ``detector`` config into an AlignDetPretrainer config (config-time).
+
+    One pseudo-class ("object") with class-agnostic box regression, so the regressor transfers
+    to any fine-tuning task; registers the momentum (EMA) hook in ``train.extra_hooks``.
+    Returns the model config.
+    """
+    detector.roi_heads.num_classes = 1
+    for p in detector.roi_heads.get("box_predictors") or [detector.roi_heads.box_predictor]:
+        p.cls_agnostic_bbox_reg = True
+    train.extra_hooks = [L(MomentumUpdateHook)(base_momentum=base_momentum)]
+    # the RoI classifier gets no loss by default (AlignDetPretrainer.roi_cls_weight)
+    train.ddp.find_unused_parameters = True
+    train.eval_period = 0
+    return L(AlignDetPretrainer)(detector=detector, temperature=temperature)

@@ -1,0 +1,101 @@
+"""AlignDet pre-training checkpoint -> detector initialisation.
+
+A checkpoint of :class:`freezedet.modeling.meta_arch.AlignDetPretrainer` holds the online
+detector under GeneralizedRCNN's names plus ``momentum.*``, ``projector.*`` and ``predictor.*``.
+:func:`aligndet_to_detector` keeps what a detector fine-tunes from -- trunk (unchanged ImageNet
+weights when it was frozen), neck, RPN, RoI box head(s) and class-agnostic box regressor(s) --
+and drops the pre-training-only heads and the class-specific classifier(s) (``cls_score``), which
+the detector then keeps at their fresh initialisation. It returns a report listing exactly which
+keys went where; :class:`freezedet.engine.AtomicDetectionCheckpointer` applies it automatically
+when ``train.init_checkpoint`` is an AlignDet checkpoint and logs the report.
+"""
+
+import logging
+from collections import OrderedDict
+from typing import Dict, Mapping, Optional, Tuple
+
+__all__ = ["is_aligndet_checkpoint", "aligndet_to_detector", "format_transfer_report"]
+
+logger = logging.getLogger(__name__)
+
+PRETRAIN_ONLY = ("momentum.", "projector.", "predictor.")
+
+
+def is_aligndet_checkpoint(state_dict: Mapping) -> bool:
+    """Whether a model state dict comes from an AlignDetPretrainer (it has a momentum copy)."""
+    return any(k.startswith("momentum.") for k in state_dict)
+
+
+def _component(key: str) -> Optional[str]:
+    if key.startswith("backbone.bottom_up."):
+        return "trunk"
+    if key.startswith("backbone."):
+        return "neck"
+    if key.startswith("proposal_generator."):
+        return "rpn"
+    if key.startswith("roi_heads."):
+        return "roi_heads"
+    return None
+
+
+def aligndet_to_detector(
+    state_dict: Mapping, model_state_dict: Optional[Mapping] = None
+) -> Tuple["OrderedDict", Dict[str, dict]]:
+    """Select the keys of an AlignDet state dict that initialise a detector.
+
+    Args:
+        state_dict: the pre-training checkpoint's ``"model"``.
+        model_state_dict: the target detector's state dict; if given, keys it lacks or holds
+            with another shape are not transferred (listed under ``"skipped"``).
+
+    Returns:
+        (detector_state_dict, report): report maps ``"transferred"`` to
+        ``{component: [keys]}`` (trunk, neck, rpn, roi_heads), ``"reinitialized"`` to the
+        class-specific predictor keys dropped, ``"skipped"`` to ``{reason: [keys]}``.
+    """
+    out = OrderedDict()
+    transferred = {"trunk": [], "neck": [], "rpn": [], "roi_heads": []}
+    reinit, skipped = [], {}
+    for key, value in state_dict.items():
+        comp = _component(key)
+        if comp is None:
+            reason = next(
+                (p[:-1] for p in PRETRAIN_ONLY if key.startswith(p)), "not a detector key"
+            )
+            skipped.setdefault(reason, []).append(key)
+            continue
+        if ".cls_score." in key or (".bbox_pred." in key and value.shape[0] not in (4,)):
+            # the classifier (and a class-specific regressor) belongs to the pseudo-class
+            # "object" of pre-training: the fine-tuned detector learns its own
+            reinit.append(key)
+            continue
+        if model_state_dict is not None:
+            if key not in model_state_dict:
+                skipped.setdefault("not in the detector", []).append(key)
+                continue
+            if tuple(model_state_dict[key].shape) != tuple(value.shape):
+                skipped.setdefault("shape differs in the detector", []).append(key)
+                continue
+        out[key] = value
+        transferred[comp].append(key)
+    return out, {"transferred": transferred, "reinitialized": reinit, "skipped": skipped}
+
+
+def format_transfer_report(report: Dict[str, dict]) -> str:
+    """Counts per component, then every key, for the loading log."""
+    t = report["transferred"]
+    lines = [
+        "AlignDet checkpoint -> detector: transferred "
+        + ", ".join(f"{comp} {len(keys)}" for comp, keys in t.items())
+        + f" keys; re-initialised {len(report['reinitialized'])} (class-specific predictor); "
+        + "skipped "
+        + (", ".join(f"{r} {len(k)}" for r, k in report["skipped"].items()) or "0")
+    ]
+    for comp, keys in t.items():
+        lines.append(f"  transferred {comp} ({len(keys)}): {', '.join(keys)}")
+    lines.append(
+        f"  re-initialised ({len(report['reinitialized'])}): " + ", ".join(report["reinitialized"])
+    )
+    for reason, keys in report["skipped"].items():
+        lines.append(f"  skipped, {reason} ({len(keys)})")
+    return "\n".join(lines)

@@ -1,0 +1,156 @@
+"""Two augmented views of an image with aligned proposals, for AlignDet-style box-domain
+pre-training (Li et al., "AlignDet: Aligning Pre-training and Fine-tuning in Object Detection",
+ICCV 2023).
+
+:class:`TwoViewProposalMapper` draws the geometric augmentations (scale jitter, crop, flip) and
+one photometric op independently for each view, transforms the image's cached selective-search
+proposals with each view's transform, and keeps only the proposals that survive in *both* views,
+in the same order: row ``i`` of view 1 and row ``i`` of view 2 are the same proposal
+(``instances.proposal_ids`` holds its index in the image's proposal list). This alignment is
+what the box-domain contrastive loss uses as positive pairs.
+
+:func:`proposal_dataset_dicts` loads a dataset and attaches the proposals of a
+:class:`~freezedet.data.proposals.ProposalCache` file, with an error naming the exact
+``tools/selective_search.py`` command when the cache is missing.
+"""
+
+import copy
+import logging
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+import detectron2.data.transforms as T
+from detectron2.data import detection_utils as utils
+from detectron2.structures import BoxMode, Boxes, Instances
+from detectron2.utils.file_io import PathManager
+
+from .proposals import load_proposals_into_dicts
+from .validate import checked_dataset_dicts
+
+__all__ = ["TwoViewProposalMapper", "proposal_dataset_dicts", "transform_proposals"]
+
+logger = logging.getLogger(__name__)
+
+
+def proposal_dataset_dicts(
+    names: Union[str, Sequence[str]], *, proposal_file: str, params: Optional[dict] = None
+) -> List[dict]:
+    """Dataset dicts of ``names`` (annotations ignored, images checked) with proposals attached.
+
+    Args:
+        names (str or list[str]): registered dataset names.
+        proposal_file (str): a cache written by ``tools/selective_search.py``.
+        params (dict or None): the generation parameters expected (warns if the cache differs).
+    """
+    label = names if isinstance(names, str) else ",".join(names)
+    if not PathManager.exists(proposal_file):
+        dataset = label if isinstance(names, str) else names[0]
+        raise FileNotFoundError(
+            f"proposal cache {proposal_file} (dataloader.train.dataset.proposal_file) does not "
+            f"exist. Create it with:\n  python tools/selective_search.py --dataset {dataset} "
+            f"--output {proposal_file} --workers 2\n(or `--config-file <this config>`, which reads "
+            "dataloader.proposals)."
+        )
+    records = checked_dataset_dicts(names, filter_empty=False)
+    for r in records:  # pre-training never sees labels
+        r.pop("annotations", None)
+    return load_proposals_into_dicts(records, proposal_file, params=params)
+
+
+def transform_proposals(
+    boxes: np.ndarray, transforms: T.TransformList, image_size, min_size: float
+) -> np.ndarray:
+    """Boolean keep mask and transformed XYXY boxes: clipped to ``image_size`` (h, w); a box
+    whose clipped width or height is below ``min_size`` px is dropped."""
+    out = transforms.apply_box(boxes.astype(np.float32)).reshape(-1, 4)
+    h, w = image_size
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
+    keep = ((out[:, 2] - out[:, 0]) >= min_size) & ((out[:, 3] - out[:, 1]) >= min_size)
+    return keep, out
+
+
+class TwoViewProposalMapper:
+    """Maps a dataset dict with ``proposal_boxes`` to ``{"views": [view1, view2], ...}``.
+
+    Each view is a dict as detectron2's models read it (``image``: CHW uint8 tensor, ``height``,
+    ``width``) plus ``instances``: the aligned proposals as ``gt_boxes`` of one class
+    (``gt_classes`` = 0) and their ``proposal_ids``.
+    """
+
+    def __init__(
+        self,
+        *,
+        augmentations: List[T.Augmentation],
+        photometric: List[T.Augmentation],
+        image_format: str = "RGB",
+        max_proposals: int = 64,
+        min_size: float = 4.0,
+    ):
+        """
+        Args:
+            augmentations (list[Augmentation]): geometric augmentations, drawn independently for
+                each view (e.g. ResizeScale + FixedSizeCrop + RandomFlip).
+            photometric (list[Augmentation]): each view applies one of these, chosen uniformly
+                at random (empty: none).
+            image_format (str): format the model expects ("RGB" / "BGR").
+            max_proposals (int): at most this many aligned proposals per image (best-ranked
+                first); bounds the RoI cost of the pre-training step.
+            min_size (float): a proposal clipped below this width or height (px) in a view is
+                dropped from both views.
+        """
+        assert max_proposals > 0, f"max_proposals must be positive, got {max_proposals}"
+        self.augmentations = T.AugmentationList(augmentations)
+        self.photometric = list(photometric)
+        self.image_format = image_format
+        self.max_proposals = max_proposals
+        self.min_size = min_size
+
+    def _view(self, image: np.ndarray):
+        aug_input = T.AugInput(image)
+        transforms = self.augmentations(aug_input)
+        if self.photometric:
+            op = self.photometric[np.random.randint(len(self.photometric))]
+            transforms = transforms + op(aug_input)
+        return aug_input.image, transforms
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        dataset_dict = copy.copy(dataset_dict)
+        assert "proposal_boxes" in dataset_dict, (
+            f"image {dataset_dict.get('file_name')} has no proposal_boxes: load the dataset with "
+            "freezedet.data.two_view.proposal_dataset_dicts"
+        )
+        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+        utils.check_image_size(dataset_dict, image)
+        boxes = BoxMode.convert(
+            np.asarray(dataset_dict.pop("proposal_boxes"), dtype=np.float32).reshape(-1, 4),
+            dataset_dict.pop("proposal_bbox_mode", BoxMode.XYXY_ABS),
+            BoxMode.XYXY_ABS,
+        )
+        dataset_dict.pop("proposal_objectness_logits", None)
+        views, keep = [], np.ones(len(boxes), dtype=bool)
+        for _ in range(2):
+            view_image, transforms = self._view(image)
+            k, view_boxes = transform_proposals(
+                boxes, transforms, view_image.shape[:2], self.min_size
+            )
+            keep &= k
+            views.append((view_image, view_boxes))
+        ids = np.nonzero(keep)[0][: self.max_proposals]
+        dataset_dict["views"] = [self._to_model_input(im, b[ids], ids) for im, b in views]
+        return dataset_dict
+
+    def _to_model_input(self, image: np.ndarray, boxes: np.ndarray, ids: np.ndarray) -> dict:
+        h, w = image.shape[:2]
+        instances = Instances((h, w))
+        instances.gt_boxes = Boxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4))
+        instances.gt_classes = torch.zeros(len(boxes), dtype=torch.int64)
+        instances.proposal_ids = torch.as_tensor(ids, dtype=torch.int64)
+        return {
+            "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "height": h,
+            "width": w,
+            "instances": instances,
+        }
