@@ -75,7 +75,8 @@ def test_recipe_instantiates(name):
     assert n_opt == n_trainable, "optimizer must hold exactly the trainable parameters"
     sched = instantiate(cfg.lr_multiplier)
     assert 0 < sched(0.5) <= 1.0
-    bottom_up = model.backbone.bottom_up
+    # SharedTrunkDetectors keeps its one trunk outside the detectors
+    bottom_up = model.trunk if "shared_trunk" in name else model.backbone.bottom_up
     mode = getattr(bottom_up, "mode", None)
     trunk_trainable = sum(
         p.requires_grad for n, p in bottom_up.named_parameters() if ".adapter" not in n

@@ -1,0 +1,164 @@
+"""Several detectors trained on one frozen trunk, for the price of one trunk pass.
+
+A frozen classifier trunk ("Proper Reuse of Image Classification Features Improves Object
+Detection", Vasconcelos et al., CVPR 2022) computes the same features for every detector put on
+it. The paper's comparison of necks and heads (FPN, NAS-FPN, Cascade NAS-FPN, ...) therefore needs
+the trunk only once per step: :class:`SharedTrunkDetectors` runs it once and trains K detectors
+on its output in the same step, each with its own losses (``"<name>/loss_cls"``...), its own
+stand-alone checkpoint (:meth:`SharedTrunkDetectors.head_state_dict`: a plain
+``GeneralizedRCNN`` state dict) and its own evaluation (``eval_head``; ``do_test`` in
+:mod:`freezedet.engine.train_loop` evaluates each head).
+"""
+
+import os
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone
+
+__all__ = ["SharedTrunkDetectors"]
+
+_TRUNK_KEY = "backbone.bottom_up."  # where a GeneralizedRCNN keeps its trunk
+
+
+class _SharedFeatures(Backbone):
+    """Stands in for a detector's trunk: returns the features the shared trunk computed."""
+
+    def __init__(self, *, trunk: Backbone):
+        super().__init__()
+        self._out_features = list(trunk._out_features)
+        self._out_feature_channels = dict(trunk._out_feature_channels)
+        self._out_feature_strides = dict(trunk._out_feature_strides)
+        self._size_divisibility = trunk.size_divisibility
+        self._padding_constraints = dict(trunk.padding_constraints)
+        self.features: Optional[Dict[str, torch.Tensor]] = None
+
+    @property
+    def size_divisibility(self) -> int:
+        return self._size_divisibility
+
+    @property
+    def padding_constraints(self) -> Dict[str, int]:
+        return self._padding_constraints
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        assert self.features is not None, "the shared trunk has not run for this input"
+        f = self._out_features[0]
+        got = self.features[f].shape
+        assert got[0] == x.shape[0] and got[-1] == -(
+            -x.shape[-1] // self._out_feature_strides[f]
+        ), f"shared features {tuple(got)} do not belong to input {tuple(x.shape)}"
+        return self.features
+
+
+@META_ARCH_REGISTRY.register()
+class SharedTrunkDetectors(nn.Module):
+    """K detectors (``GeneralizedRCNN``-like: ``backbone.bottom_up`` + neck, RPN, ROI heads) on one
+    frozen trunk that runs once per step.
+
+    Parameters: the trunk under ``trunk.``, detector k under ``detectors.k.`` (without its trunk).
+    Checkpoints in the stand-alone layout (``backbone.bottom_up.*``, e.g. an ImageNet init
+    checkpoint) load their trunk weights into ``trunk.``.
+    """
+
+    def __init__(
+        self,
+        *,
+        trunk: Backbone,
+        detectors: Sequence[nn.Module],
+        names: Sequence[str],
+        eval_head: Optional[str] = None,
+    ):
+        """
+        Args:
+            trunk (Backbone): the shared trunk; must be frozen (no trainable parameters).
+            detectors (Sequence[nn.Module]): detectors whose ``backbone.bottom_up`` has the
+                trunk's outputs; their own trunks are dropped.
+            names (Sequence[str]): one name per detector, used as loss prefix and for export.
+            eval_head (str or None): the detector whose outputs inference returns (default:
+                the first).
+        """
+        super().__init__()
+        assert len(detectors) == len(names) > 0, f"{len(detectors)} detectors, names {names}"
+        assert len(set(names)) == len(names), f"names must be unique: {names}"
+        trainable = [n for n, p in trunk.named_parameters() if p.requires_grad]
+        if trainable:
+            raise ValueError(
+                f"SharedTrunkDetectors needs a frozen trunk; {len(trainable)} trunk parameters "
+                f"train (e.g. {trainable[0]}). Use mode='frozen'."
+            )
+        first = detectors[0]
+        for name, det in zip(names, detectors):
+            if det.backbone.bottom_up.output_shape() != trunk.output_shape():
+                raise ValueError(
+                    f"detector {name!r} was built for trunk outputs "
+                    f"{det.backbone.bottom_up.output_shape()}, the shared trunk gives "
+                    f"{trunk.output_shape()}"
+                )
+            for attr in ("pixel_mean", "pixel_std"):
+                if not torch.equal(getattr(det, attr), getattr(first, attr)):
+                    raise ValueError(f"detector {name!r}: {attr} differs from {names[0]!r}'s")
+            det.backbone.bottom_up = _SharedFeatures(trunk=trunk)
+        self.trunk = trunk
+        self.detectors = nn.ModuleList(detectors)
+        self.head_names = list(names)
+        self.eval_head = eval_head
+        self._register_load_state_dict_pre_hook(self._load_trunk_from_standalone_layout)
+
+    @property
+    def device(self):
+        return self.detectors[0].device
+
+    def _share(self, batched_inputs) -> None:
+        images = self.detectors[0].preprocess_image(batched_inputs)
+        feats = self.trunk(images.tensor)
+        for det in self.detectors:
+            det.backbone.bottom_up.features = feats
+
+    def forward(self, batched_inputs: List[Dict]):
+        """Training: the losses of all detectors, prefixed ``"<name>/"``. Inference: the outputs
+        of ``eval_head``."""
+        if not self.training:
+            det = self.detectors[self.head_names.index(self.eval_head or self.head_names[0])]
+            self._share(batched_inputs)
+            try:
+                return det(batched_inputs)
+            finally:
+                det.backbone.bottom_up.features = None
+        self._share(batched_inputs)
+        losses = {}
+        try:
+            for name, det in zip(self.head_names, self.detectors):
+                losses.update({f"{name}/{k}": v for k, v in det(batched_inputs).items()})
+        finally:
+            for det in self.detectors:
+                det.backbone.bottom_up.features = None
+        return losses
+
+    def head_state_dict(self, name: str) -> Dict[str, torch.Tensor]:
+        """Detector ``name`` with the trunk, as the state dict of the stand-alone detector."""
+        if name not in self.head_names:
+            raise KeyError(f"no head {name!r}; heads: {self.head_names}")
+        sd = dict(self.detectors[self.head_names.index(name)].state_dict())
+        sd.update({_TRUNK_KEY + k: v for k, v in self.trunk.state_dict().items()})
+        return sd
+
+    def export_heads(self, output_dir: str, prefix: str = "model") -> List[str]:
+        """Write ``<prefix>_<name>.pth`` per head, loadable by ``DetectionCheckpointer`` into the
+        stand-alone detector (e.g. ``tools/train_net.py --eval-only`` of its own config)."""
+        os.makedirs(output_dir, exist_ok=True)
+        paths = []
+        for name in self.head_names:
+            path = os.path.join(output_dir, f"{prefix}_{name}.pth")
+            torch.save({"model": self.head_state_dict(name)}, path + ".tmp")
+            os.replace(path + ".tmp", path)
+            paths.append(path)
+        return paths
+
+    def _load_trunk_from_standalone_layout(self, state_dict, prefix, *args):
+        old = prefix + _TRUNK_KEY
+        for k in [k for k in state_dict if k.startswith(old)]:
+            new = prefix + "trunk." + k[len(old) :]
+            state_dict.setdefault(new, state_dict.pop(k))
