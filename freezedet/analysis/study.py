@@ -58,9 +58,10 @@ __all__ = [
 
 # the grid's axes, in the order they appear in run ids
 AXES = ("neck", "backbone", "mode", "dataset", "schedule", "seed")
-# runs are ordered by data and schedule first: the main grid (first dataset) finishes before
-# the extra points, so an interrupted study still has complete comparisons
-_RUN_ORDER = ("dataset", "schedule", "seed", "neck", "backbone", "mode")
+# the order runs are started in: the main grid (first dataset, schedule, seed) before the extra
+# points, and per neck all backbones of a mode together, so that an interrupted study already
+# holds complete AP-vs-top-1 series
+_RUN_ORDER = ("dataset", "schedule", "seed", "neck", "mode", "backbone")
 DONE_MARKER = "DONE"
 MANIFEST = "manifest.json"
 _TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "train_net.py")
@@ -85,7 +86,11 @@ def schedule_overrides(max_iter: int, warmup_iters: int = 50) -> List[str]:
     Recipes build the LR schedule for their own length when the file is read, so changing
     ``train.max_iter`` alone would leave the steps where they were.
     """
-    assert max_iter > 0, f"max_iter={max_iter}: must be > 0"
+    if max_iter < 18:
+        raise ValueError(
+            f"schedule_overrides({max_iter}): the two LR steps need max_iter >= 18; for shorter "
+            "runs override train.max_iter alone (the recipe's schedule is then still warming up)"
+        )
     return [
         f"train.max_iter={max_iter}",
         f"lr_multiplier.scheduler.num_updates={max_iter}",
@@ -173,7 +178,7 @@ def _resolve_recipe(recipe: str, study_path: str) -> str:
 
 
 def expand_runs(study: dict) -> List[Run]:
-    """The study's grid as runs in a fixed order (dataset, schedule, seed, neck, backbone, mode;
+    """The study's grid as runs in a fixed order (dataset, schedule, seed, neck, mode, backbone;
     entries in file order), with ``only`` restrictions applied."""
     path = study.get("_path", "<study>")
     axes = {axis: _entries(study, axis, path) for axis in AXES}

@@ -414,7 +414,7 @@ def plot_study(rows: Sequence[dict], out_dir: str, title: str = "") -> List[str]
             x = np.arange(len(configs)) + (s_i - 1) * 0.27
             ax.bar(x, vals, 0.25, label=size)
         ax.set_xticks(range(len(configs)))
-        ax.set_xticklabels([f"{n}\n{m}" for n, m in configs], fontsize=7)
+        ax.set_xticklabels([f"{n}\n{m}" for n, m in configs], fontsize=7, rotation=30)
         ax.set_title(f"{bb}, {main_ds}")
         ax.legend(fontsize=7)
     fig.suptitle(

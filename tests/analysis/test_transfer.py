@@ -1,0 +1,117 @@
+"""Transfer-study statistics against hand-computed values; table/curve reading from run files."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from freezedet.analysis.transfer import (
+    EPS,
+    bootstrap_ci,
+    logit,
+    pearson_r,
+    plot_study,
+    read_metrics,
+    write_table,
+)
+
+
+def test_logit_hand_values():
+    assert float(logit(0.5)) == 0.0
+    assert float(logit(0.75)) == pytest.approx(math.log(3.0), abs=1e-12)
+    assert float(logit(0.1)) == pytest.approx(-math.log(9.0), abs=1e-12)
+    # ImageNet top-1 of EfficientNet-Lite0: log(0.751 / 0.249)
+    assert float(logit(0.751)) == pytest.approx(1.103953, abs=1e-6)
+    # clipped at EPS: AP 0 and 100 stay finite and symmetric
+    lo, hi = logit([0.0, 1.0])
+    assert lo == pytest.approx(math.log(EPS / (1 - EPS)), abs=1e-12)
+    assert lo == pytest.approx(-6.906755, abs=1e-6)
+    assert hi == pytest.approx(-lo, abs=1e-12)
+
+
+def test_pearson_hand_values():
+    # x = [1, 2, 3], y = [2, 4, 7]: sum dx*dy = 5, sum dx^2 = 2, sum dy^2 = 114 / 9
+    assert pearson_r([1, 2, 3], [2, 4, 7]) == pytest.approx(5 / math.sqrt(2 * 114 / 9), abs=1e-12)
+    assert pearson_r([1, 2, 3], [2, 4, 7]) == pytest.approx(0.993399, abs=1e-6)
+    assert pearson_r([1, 2, 3, 4], [8, 6, 4, 2]) == pytest.approx(-1.0, abs=1e-12)
+    assert math.isnan(pearson_r([1, 1, 1], [1, 2, 3]))
+    # on log-odds, the way Kornblith et al. correlate: top-1 vs AP of three trunks
+    top1 = logit(np.array([75.1, 76.7, 77.6]) / 100)
+    ap = logit(np.array([10.0, 12.0, 11.0]) / 100)
+    dx, dy = top1 - top1.mean(), ap - ap.mean()
+    expected = (dx * dy).sum() / math.sqrt((dx**2).sum() * (dy**2).sum())
+    assert pearson_r(top1, ap) == pytest.approx(expected, abs=1e-12)
+    assert 0.3 < expected < 0.9  # a middling correlation, not a degenerate +-1
+
+
+def test_bootstrap_ci():
+    x, y = [1, 2, 3, 4, 5, 6], [1.1, 1.9, 3.2, 3.8, 5.3, 5.9]
+    r = pearson_r(x, y)
+    lo, hi = bootstrap_ci(x, y, n_boot=500, seed=0)
+    assert lo <= r <= hi <= 1.0
+    assert (lo, hi) == bootstrap_ci(x, y, n_boot=500, seed=0)  # seeded: reproducible
+    assert (lo, hi) != bootstrap_ci(x, y, n_boot=500, seed=1)
+    # perfectly linear data: every (non-degenerate) resample has r = 1
+    assert bootstrap_ci([1, 2, 3, 4], [2, 4, 6, 8], n_boot=200) == pytest.approx((1.0, 1.0))
+    # a known statistic, the mean of x = 1..6: its bootstrap distribution has standard error
+    # sqrt(35 / 12) / sqrt(6) = 0.697, so the 95 % interval is about 3.5 -+ 1.96 * 0.697
+    lo_m, hi_m = bootstrap_ci(x, y, stat=lambda a, b: float(a.mean()), n_boot=4000, seed=0)
+    assert lo_m == pytest.approx(3.5 - 1.366, abs=0.2)
+    assert hi_m == pytest.approx(3.5 + 1.366, abs=0.2)
+
+
+def test_read_metrics_last_line_wins(tmp_path):
+    path = tmp_path / "metrics.json"
+    lines = [
+        {"iteration": 0, "s_per_iter": 1.0},
+        {"iteration": 1, "s_per_iter": 2.0, "bbox/AP": 5.0},
+        {"iteration": 1, "s_per_iter": 3.0},  # a resumed run logs iteration 1 again
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n{truncated")
+    got = read_metrics(str(path))
+    assert [m["iteration"] for m in got] == [0, 1]
+    assert got[1] == {"iteration": 1, "s_per_iter": 3.0, "bbox/AP": 5.0}
+
+
+def _row(neck, backbone, mode, top1, ap, seed="0"):
+    return dict(
+        run_id=f"{neck}-{backbone}-{mode}-full-x-s{seed}",
+        neck=neck,
+        backbone=backbone,
+        mode=mode,
+        dataset="full",
+        schedule="x",
+        seed=seed,
+        top1=top1,
+        status="done",
+        AP=ap,
+        AP50=2 * ap,
+        AP75=ap / 2,
+        APs=ap / 2,
+        APm=ap,
+        APl=None,
+        params_trainable=1e6 * ap,
+        train_time_s=60 * ap,
+        ap_curve=[(5, ap / 2), (10, ap)],
+    )
+
+
+def test_table_and_plots_from_rows(tmp_path):
+    rows = [
+        _row(n, b, m, t, ap + (3 if m == "frozen" else 0) + (2 if n == "b" else 0))
+        for n in ("a", "b")
+        for m in ("frozen", "finetune")
+        for (b, t), ap in zip((("l0", 75.1), ("l1", 76.7), ("l2", 77.6)), (10.0, 12.0, 13.0))
+    ]
+    rows.append(dict(rows[0], run_id="failed", status="failed", AP=None))
+    paths = write_table(rows, str(tmp_path))
+    md = open(paths[2]).read().splitlines()
+    assert len(md) == 2 + len(rows)
+    assert "| a | l0 | frozen | full | x | 0 | 75.1 | done | 13.0 |" in md[2]
+    assert json.load(open(paths[1]))[0]["ap_curve"] == [[5, 6.5], [10, 13.0]]
+    pngs = plot_study(rows, str(tmp_path / "plots"))
+    assert len(pngs) == 6
+    for p in pngs:
+        assert os.path.getsize(p) > 10_000, p
