@@ -46,10 +46,13 @@ def _long_tail_records(num_tiles=3):
     return records
 
 
-def write_long_tail_lvis(root):
-    """Write ``root/lvis.json`` and ``root/images/*`` (symlinks); returns (json, image_root)."""
+def write_long_tail_lvis(root, name="lvis.json", image_ids=None):
+    """Write ``root/<name>`` and ``root/images/*`` (symlinks); returns (json, image_root).
+    ``image_ids``: keep only these images (the DeepForest tiles are 100, 101, 102)."""
     os.makedirs(os.path.join(root, "images"), exist_ok=True)
     records = _long_tail_records()
+    if image_ids is not None:
+        records = [r for r in records if r["image_id"] in image_ids]
     for r in records:
         link = os.path.join(root, "images", os.path.basename(r["file_name"]))
         if not os.path.exists(link):
@@ -57,7 +60,7 @@ def write_long_tail_lvis(root):
     data = records_to_lvis(
         records, class_names=CLASSES, frequencies=FREQUENCIES, split_folder="images"
     )
-    json_file = os.path.join(root, "lvis.json")
+    json_file = os.path.join(root, name)
     with open(json_file, "w") as f:
         json.dump(data, f)
     return json_file, root
