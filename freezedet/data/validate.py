@@ -19,7 +19,7 @@ from typing import List, Sequence, Union
 
 from PIL import Image
 
-from detectron2.data import get_detection_dataset_dicts
+from detectron2.data import MetadataCatalog, get_detection_dataset_dicts
 from detectron2.structures import BoxMode
 
 __all__ = ["check_records", "checked_dataset_dicts"]
@@ -96,6 +96,22 @@ def check_records(
     return out
 
 
+def _check_annotation_files(names: Sequence[str]):
+    """detectron2's built-in datasets (coco_2017_train, lvis_v1_val, ...) are registered with
+    paths below $DETECTRON2_DATASETS whether or not the files exist: say so before loading."""
+    for name in names:
+        json_file = MetadataCatalog.get(name).get("json_file", None)
+        if json_file and "://" not in json_file and not os.path.isfile(json_file):
+            root = os.getenv("DETECTRON2_DATASETS", "datasets")
+            raise FileNotFoundError(
+                f"dataset {name!r}: annotation file {json_file} does not exist. detectron2's "
+                f"built-in datasets are read from $DETECTRON2_DATASETS (now {root!r}; see "
+                "detectron2's docs, 'Use Builtin Datasets', for the expected layout): download "
+                "the data there, set DETECTRON2_DATASETS, or register your copy under another "
+                "name (freezedet.data.coco_json / freezedet.data.lvis)."
+            )
+
+
 def checked_dataset_dicts(
     names: Union[str, Sequence[str]],
     filter_empty: bool = True,
@@ -114,6 +130,7 @@ def checked_dataset_dicts(
         kwargs: other arguments of ``get_detection_dataset_dicts``.
     """
     label = names if isinstance(names, str) else ",".join(names)
+    _check_annotation_files([names] if isinstance(names, str) else names)
     records = get_detection_dataset_dicts(names, filter_empty=False, **kwargs)
     records = check_records(
         records, name=label, skip_bad_images=skip_bad_images, verify_images=verify_images

@@ -21,6 +21,7 @@ from freezedet.data.lvis import (
     lvis_json_dataset,
     records_to_lvis,
 )
+from freezedet.data.validate import checked_dataset_dicts
 from freezedet.evaluation import LVISEvaluator
 
 CLASSES = ["tree", "snag", "stump", "person", "vehicle", "object"]
@@ -123,6 +124,9 @@ def test_missing_and_bad_files_are_clear(tmp_path, lvis_data, monkeypatch):
         check_lvis_json(str(bad))
     with pytest.raises(FileNotFoundError, match="image_root"):
         lvis_json_dataset(name="no_root", json_file=lvis_data[0], image_root=str(tmp_path / "x"))
+    # detectron2's built-in COCO / LVIS names (the COCO Copy-Paste recipe) without the files
+    with pytest.raises(FileNotFoundError, match="instances_train2017.json.*DETECTRON2_DATASETS"):
+        checked_dataset_dicts("coco_2017_train")
 
 
 def _jittered_outputs(dicts, seed=0):
