@@ -22,13 +22,14 @@ from freezedet.modeling.backbone import (
 )
 from freezedet.modeling.backbone.adapters import ParallelAdapter, SeriesAdapter, find_stages
 
-# fold_bn=False: the adapted trunk runs unfolded, and tests compare it kernel for kernel with the
-# plain frozen trunk
+# the plain frozen trunk without its execution switches (BN folding, channels_last): tests compare
+# it kernel for kernel with the adapted trunk, which runs as is
+PLAIN = dict(fold_bn=False, channels_last=False)
 BUILDERS = {
-    "d2-resnet50": lambda: FreezableResNet.build(depth=50, fold_bn=False),
-    "timm-resnet18": lambda: TimmBackbone(model_name="resnet18", fold_bn=False),
-    "timm-resnet50": lambda: TimmBackbone(model_name="resnet50", fold_bn=False),
-    "timm-effl0": lambda: TimmBackbone(model_name="tf_efficientnet_lite0", fold_bn=False),
+    "d2-resnet50": lambda: FreezableResNet.build(depth=50, **PLAIN),
+    "timm-resnet18": lambda: TimmBackbone(model_name="resnet18", **PLAIN),
+    "timm-resnet50": lambda: TimmBackbone(model_name="resnet50", **PLAIN),
+    "timm-effl0": lambda: TimmBackbone(model_name="tf_efficientnet_lite0", **PLAIN),
 }
 # adapters with stages=None: one per 3x3 of a bottleneck, two per basic block, one per
 # EfficientNet block
