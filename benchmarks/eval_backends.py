@@ -162,6 +162,7 @@ def main():
     with open(coco_json, "w") as f:
         json.dump(data, f)
     register_coco_instances("bench_coco", {}, coco_json, tmp)
+    DatasetCatalog.get("bench_coco")  # sets the json id <-> contiguous id map the evaluator uses
     register_lvis_json("bench_lvis", lvis_json, tmp)
 
     inputs, outputs = make_outputs(records, args.classes, args.seed)

@@ -129,3 +129,70 @@ def synthetic_run_opts(synthetic_dataset):
 def coco_config(tmp_path_factory):
     """Path of a config training on a synthetic COCO json (see write_coco_config)."""
     return write_coco_config(str(tmp_path_factory.mktemp("coco")))
+
+
+LONG_TAIL_CLASSES = ["tree", "snag", "stump", "person", "vehicle", "object"]
+LONG_TAIL_FREQUENCIES = ["f", "c", "r", "f", "c", "r"]
+
+
+def long_tail_records():
+    """Real images with a synthetic long-tailed category set (indices into LONG_TAIL_CLASSES):
+    labelme's 3 VOC photos (12 polygon masks: person -> person, bus / car -> vehicle, the rest
+    -> object) and the first 3 DeepForest val tiles (image ids 100-102; trees, every 5th tree of
+    tiles 100-101 a snag, tree 1 of tile 102 a stump)."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    voc = MetadataCatalog.get("labelme_voc_train").thing_classes
+    to_lt = {"person": 3, "bus": 4, "car": 4}
+    records = []
+    for r in DatasetCatalog.get("labelme_voc_train"):
+        annos = [dict(a, category_id=to_lt.get(voc[a["category_id"]], 5)) for a in r["annotations"]]
+        records.append(dict(r, annotations=annos))
+    for t, r in enumerate(DatasetCatalog.get("deepforest_val")[:3]):
+        annos = []
+        for i, a in enumerate(r["annotations"]):
+            cat = 1 if (t < 2 and i % 5 == 0) else 2 if (t == 2 and i == 1) else 0
+            annos.append(dict(a, category_id=cat))
+        records.append(dict(r, image_id=100 + t, annotations=annos))
+    return records
+
+
+def _write_long_tail_lvis(root, name, image_ids=None):
+    import json
+
+    from freezedet.data.lvis import records_to_lvis
+
+    os.makedirs(os.path.join(root, "images"), exist_ok=True)
+    records = long_tail_records()
+    if image_ids is not None:
+        records = [r for r in records if r["image_id"] in image_ids]
+    for r in records:
+        link = os.path.join(root, "images", os.path.basename(r["file_name"]))
+        if not os.path.exists(link):
+            os.symlink(r["file_name"], link)
+    data = records_to_lvis(
+        records,
+        class_names=LONG_TAIL_CLASSES,
+        frequencies=LONG_TAIL_FREQUENCIES,
+        split_folder="images",
+    )
+    path = os.path.join(root, name)
+    with open(path, "w") as f:
+        json.dump(data, f)
+    return path
+
+
+@pytest.fixture(scope="session")
+def long_tail_lvis(tmp_path_factory):
+    """LVIS-format jsons of :func:`long_tail_records`: ``train`` (all 6 images), ``val`` (tiles
+    101-102: a rare, a common and a frequent category), ``image_root``, ``classes``,
+    ``frequencies``, the source ``records``."""
+    root = str(tmp_path_factory.mktemp("long_tail_lvis"))
+    return {
+        "train": _write_long_tail_lvis(root, "train.json"),
+        "val": _write_long_tail_lvis(root, "val.json", image_ids={101, 102}),
+        "image_root": root,
+        "classes": LONG_TAIL_CLASSES,
+        "frequencies": LONG_TAIL_FREQUENCIES,
+        "records": long_tail_records(),
+    }

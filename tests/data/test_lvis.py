@@ -19,70 +19,27 @@ from freezedet.data.lvis import (
     category_image_counts,
     check_lvis_json,
     lvis_json_dataset,
-    records_to_lvis,
 )
 from freezedet.data.validate import checked_dataset_dicts
 from freezedet.evaluation import LVISEvaluator
 
-CLASSES = ["tree", "snag", "stump", "person", "vehicle", "object"]
-FREQUENCIES = ["f", "c", "r", "f", "c", "r"]
-VOC_TO_LVIS = {"person": 3, "bus": 4, "car": 4}  # other VOC objects -> "object"
-
-
-def _long_tail_records(num_tiles=3):
-    """labelme photos + DeepForest val tiles; category indices into CLASSES."""
-    voc = MetadataCatalog.get("labelme_voc_train").thing_classes
-    records = []
-    for r in DatasetCatalog.get("labelme_voc_train"):
-        annos = [
-            dict(a, category_id=VOC_TO_LVIS.get(voc[a["category_id"]], 5)) for a in r["annotations"]
-        ]
-        records.append(dict(r, annotations=annos))
-    for t, r in enumerate(DatasetCatalog.get("deepforest_val")[:num_tiles]):
-        annos = []
-        for i, a in enumerate(r["annotations"]):
-            cat = 1 if (t < 2 and i % 5 == 0) else 2 if (t == 2 and i == 1) else 0
-            annos.append(dict(a, category_id=cat))
-        records.append(dict(r, image_id=100 + t, annotations=annos))
-    return records
-
-
-def write_long_tail_lvis(root, name="lvis.json", image_ids=None):
-    """Write ``root/<name>`` and ``root/images/*`` (symlinks); returns (json, image_root).
-    ``image_ids``: keep only these images (the DeepForest tiles are 100, 101, 102)."""
-    os.makedirs(os.path.join(root, "images"), exist_ok=True)
-    records = _long_tail_records()
-    if image_ids is not None:
-        records = [r for r in records if r["image_id"] in image_ids]
-    for r in records:
-        link = os.path.join(root, "images", os.path.basename(r["file_name"]))
-        if not os.path.exists(link):
-            os.symlink(r["file_name"], link)
-    data = records_to_lvis(
-        records, class_names=CLASSES, frequencies=FREQUENCIES, split_folder="images"
-    )
-    json_file = os.path.join(root, name)
-    with open(json_file, "w") as f:
-        json.dump(data, f)
-    return json_file, root
-
 
 @pytest.fixture(scope="module")
-def lvis_data(tmp_path_factory):
-    json_file, image_root = write_long_tail_lvis(str(tmp_path_factory.mktemp("lvis")))
+def lvis_data(long_tail_lvis):
+    json_file, image_root = long_tail_lvis["train"], long_tail_lvis["image_root"]
     dicts = lvis_json_dataset(name="lt_lvis_test", json_file=json_file, image_root=image_root)
-    return json_file, image_root, dicts
+    return json_file, image_root, dicts, long_tail_lvis
 
 
 def test_registration_and_metadata(lvis_data):
-    json_file, image_root, dicts = lvis_data
+    json_file, image_root, dicts, lt = lvis_data
     assert len(dicts) == 6
     assert all(os.path.isfile(d["file_name"]) for d in dicts)
     meta = MetadataCatalog.get("lt_lvis_test")
-    assert meta.evaluator_type == "lvis" and meta.thing_classes == CLASSES
-    assert meta.class_frequency == FREQUENCIES
+    assert meta.evaluator_type == "lvis" and meta.thing_classes == lt["classes"]
+    assert meta.class_frequency == lt["frequencies"]
     # counted independently from the source records
-    records = _long_tail_records()
+    records = lt["records"]
     expected = [
         sum(any(a["category_id"] == c for a in r["annotations"]) for r in records) for c in range(6)
     ]
@@ -96,7 +53,7 @@ def test_registration_and_metadata(lvis_data):
 
 
 def test_repeat_factors_by_hand(lvis_data):
-    _, _, dicts = lvis_data
+    _, _, dicts, _ = lvis_data
     t = 0.5
     got = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(dicts, t)
     n = len(dicts)
@@ -156,7 +113,7 @@ def _jittered_outputs(dicts, seed=0):
 
 
 def test_evaluator_backends_agree_on_apr_apc_apf(lvis_data):
-    _, _, dicts = lvis_data
+    _, _, dicts, _ = lvis_data
     all_dicts = DatasetCatalog.get("lt_lvis_test")
     inputs, outputs = _jittered_outputs(all_dicts)
     results = {}

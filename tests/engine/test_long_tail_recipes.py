@@ -5,7 +5,6 @@ COCO Copy-Paste recipe on labelme's photos."""
 
 import math
 import os
-import sys
 
 import torch
 
@@ -18,9 +17,6 @@ from freezedet.engine import (
     load_config,
     main,
 )
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "data"))
-from test_lvis import CLASSES, write_long_tail_lvis  # noqa: E402
 
 STAGE1 = "LVIS/cascade_mask_rcnn_nasfpn_r50_frozen_copypaste_72ep.py"
 STAGE2 = "LVIS/cascade_mask_rcnn_nasfpn_r50_frozen_copypaste_72ep_stage2_cb.py"
@@ -43,16 +39,16 @@ SMALL = [
 ]
 
 
-def _lvis_overrides(json_file, val_json, image_root):
+def _lvis_overrides(lt):
     return SMALL + [
-        f"dataloader.train.dataset.json_file={json_file}",
-        f"dataloader.train.dataset.image_root={image_root}",
+        f"dataloader.train.dataset.json_file={lt['train']}",
+        f"dataloader.train.dataset.image_root={lt['image_root']}",
         "dataloader.train.dataset.name=lt_lvis_train",
-        f"dataloader.test.dataset.json_file={val_json}",
-        f"dataloader.test.dataset.image_root={image_root}",
+        f"dataloader.test.dataset.json_file={lt['val']}",
+        f"dataloader.test.dataset.image_root={lt['image_root']}",
         "dataloader.test.dataset.name=lt_lvis_val",
         "dataloader.train.sampler.repeat_factors.repeat_thresh=0.5",
-        f"model.roi_heads.num_classes={len(CLASSES)}",
+        f"model.roi_heads.num_classes={len(lt['classes'])}",
         "train.checkpointer.period=100",
     ]
 
@@ -62,12 +58,9 @@ def _run(config, opts):
     return main(args)
 
 
-def test_lvis_stage1_then_class_balanced_stage2(tmp_path, monkeypatch):
-    json_file, image_root = write_long_tail_lvis(str(tmp_path / "data"))
-    # two tiles hold a rare (stump), a common (snag) and a frequent (tree) category
-    val_json, _ = write_long_tail_lvis(str(tmp_path / "data"), "val.json", image_ids={101, 102})
+def test_lvis_stage1_then_class_balanced_stage2(long_tail_lvis, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # stage 2 finds stage 1 under ./output/LVIS/<stage 1 name>
-    opts = _lvis_overrides(json_file, val_json, image_root)
+    opts = _lvis_overrides(long_tail_lvis)
     # stage 1 through the trainer parts (no ImageNet download in tests: a random frozen trunk)
     cfg1 = load_config(STAGE1, opts + ["train.init_checkpoint="])
     model, _, trainer = build_trainer_parts(cfg1)
