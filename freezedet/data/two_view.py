@@ -16,7 +16,7 @@ what the box-domain contrastive loss uses as positive pairs.
 
 import copy
 import logging
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -61,9 +61,14 @@ def proposal_dataset_dicts(
 
 def transform_proposals(
     boxes: np.ndarray, transforms: T.TransformList, image_size, min_size: float
-) -> np.ndarray:
-    """Boolean keep mask and transformed XYXY boxes: clipped to ``image_size`` (h, w); a box
-    whose clipped width or height is below ``min_size`` px is dropped."""
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Apply a view's transforms to XYXY_ABS proposals and clip them to ``image_size`` (h, w).
+
+    Returns:
+        (keep, boxes): a boolean mask, False where the clipped width or height is below
+        ``min_size`` px, and the transformed (N, 4) boxes (all of them, so row ``i`` is still
+        proposal ``i``).
+    """
     out = transforms.apply_box(boxes.astype(np.float32)).reshape(-1, 4)
     h, w = image_size
     out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)

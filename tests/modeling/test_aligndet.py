@@ -21,6 +21,15 @@ def _model(recipe="DeepForest/aligndet_pretrain_faster_rcnn_fpn_effl0.py", **kwa
     det.roi_heads.batch_size_per_image = 32
     det.proposal_generator.pre_nms_topk = (200, 100)
     det.proposal_generator.post_nms_topk = (100, 50)
+    # narrow neck and box heads: CPU-cheap, same structure
+    if "num_repeats" not in det.backbone:
+        det.backbone.out_channels = 64
+    for head in det.roi_heads.get("box_heads") or [det.roi_heads.box_head]:
+        head.fc_dims = [64, 64]
+    for pred in det.roi_heads.get("box_predictors") or [det.roi_heads.box_predictor]:
+        pred.input_shape.channels = 64
+    cfg.model.projector_hidden_dim = 128
+    cfg.model.predictor_hidden_dim = 128
     for k, v in kwargs.items():
         setattr(cfg.model, k, v)
     torch.manual_seed(0)
