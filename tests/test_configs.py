@@ -16,7 +16,8 @@ ROOT = configs_root()
 RECIPES = sorted(
     os.path.relpath(p, ROOT)
     for p in glob.glob(os.path.join(ROOT, "**", "*.py"), recursive=True)
-    if not os.path.relpath(p, ROOT).startswith("common")
+    # studies/ hold transfer-study grids, not models (tests/analysis/test_study.py loads them)
+    if not os.path.relpath(p, ROOT).startswith(("common", "studies"))
 )
 MODELS = sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "common", "models", "*.py"))

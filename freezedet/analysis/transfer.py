@@ -172,10 +172,14 @@ def collect_run(directory: str) -> dict:
         row.update(_parameter_counts(directory, manifest))
     else:
         row.update(params_total=None, params_trainable=None)
-    curve = [
-        (m["iteration"] + 1, m["bbox/AP"]) for m in metrics if _num(m.get("bbox/AP")) is not None
+    # evaluations during training are logged at the iteration before the count they follow, the
+    # final one (after training) at max_iter itself
+    n = row["max_iter"] or 0
+    row["ap_curve"] = [
+        (min(m["iteration"] + 1, n), m["bbox/AP"])
+        for m in metrics
+        if _num(m.get("bbox/AP")) is not None
     ]
-    row["ap_curve"] = curve
     return row
 
 

@@ -19,6 +19,7 @@ from freezedet.analysis.study import (
     select_shard,
 )
 from freezedet.analysis.transfer import PLOTS
+from freezedet.model_zoo import configs_root
 
 TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "transfer_study.py")
 
@@ -65,6 +66,21 @@ def test_expand_runs_grid_ids_overrides_only(tmp_path):
         "train.seed=1",
     ]
     assert [r.run_id for r in expand_runs(study)] == ids  # stable
+
+
+@pytest.mark.parametrize(
+    "name,n_runs",
+    [
+        ("deepforest_effl_lite.py", 24),
+        ("deepforest_plainneck_capacity.py", 24),
+        ("coco_proper_reuse.py", 18),
+    ],
+)
+def test_shipped_studies_expand(name, n_runs):
+    """Every recipe a shipped study names exists (tests/test_configs.py instantiates them)."""
+    runs = expand_runs(load_study(os.path.join(configs_root(), "studies", name)))
+    assert len(runs) == n_runs
+    assert all(os.path.isfile(r.recipe) for r in runs)
 
 
 def test_shards_are_disjoint_and_cover(tmp_path):
@@ -183,3 +199,21 @@ study = dict(
     assert first_mtime == os.path.getmtime(
         os.path.join(out, "runs", rows[0]["run_id"], "metrics.json")
     )
+
+
+def test_frozen_plus_adapters_mode_picks_its_recipe(tmp_path):
+    spec = """
+study = dict(
+    recipes={"fpn": "DeepForest/faster_rcnn_fpn_{backbone}_{mode}.py"},
+    backbones={"effl0": dict(top1=75.1)},
+    modes={"frozen": dict(), "frozen+adapters": dict(recipe="frozen_parallel_adapters")},
+)
+"""
+    runs = expand_runs(load_study(_write_study(tmp_path / "s.py", spec)))
+    assert [r.run_id for r in runs] == [
+        "fpn-effl0-frozen-default-default-s0",
+        "fpn-effl0-frozen_adapters-default-default-s0",
+    ]
+    assert runs[1].recipe.endswith("DeepForest/faster_rcnn_fpn_effl0_frozen_parallel_adapters.py")
+    assert runs[1].axes["mode"] == "frozen+adapters"
+    assert runs[0].overrides == runs[1].overrides == ["train.seed=0"]
