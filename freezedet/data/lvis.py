@@ -20,7 +20,6 @@ split folder and file, as in LVIS v1 (that is how ``load_lvis_json`` finds the f
 """
 
 import json
-import logging
 import os
 from collections import defaultdict
 from functools import partial
@@ -43,7 +42,6 @@ __all__ = [
     "records_to_lvis",
 ]
 
-logger = logging.getLogger(__name__)
 
 # LVIS's frequency groups, by number of training images a category is annotated in
 RARE_MAX_IMAGES, COMMON_MAX_IMAGES = 10, 100
