@@ -8,7 +8,9 @@ and reports medians and ratios. Memory is measured two ways:
   training forward (``torch.autograd.graph.saved_tensors_hooks``): exact and deterministic;
 - **peak MB**: peak memory of a fresh subprocess that builds the variant and runs a few training
   steps: the CUDA allocator's peak on GPU, the peak RSS (``ru_maxrss``) on CPU, which includes
-  the Python/torch baseline shared by all variants.
+  the Python/torch baseline shared by all variants; **step peak MB** is the peak reached during
+  the training steps (peak reset after setup: ``/proc/self/clear_refs``) minus the memory in use
+  just before the first step (model, data and libraries excluded).
 """
 
 import argparse
@@ -59,19 +61,19 @@ def build_from_config(config: str, overrides: Sequence[str] = (), device: str = 
     return instantiate(cfg.model).to(device), cfg
 
 
-def train_step_fn(model, batch) -> Callable[[], float]:
-    """One SGD training step (forward, backward, update) on ``batch``."""
+def train_step_fn(model, batch=None) -> Callable[[], float]:
+    """One SGD training step (forward, backward, update) on ``batch`` (or the batch passed)."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
 
-    def step():
+    def step(other=None):
         model.train()
         with EventStorage():
-            loss = sum(model(batch).values())
+            loss = sum(model(batch if other is None else other).values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
 
     return step
 
@@ -118,15 +120,49 @@ def peak_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_peak_mb(script: str, variant: str, extra: Sequence[str] = ()) -> float:
-    """Run ``script --child variant`` in a fresh process; it prints its peak memory last."""
+def child_memory(script: str, variant: str, extra: Sequence[str] = ()) -> Dict[str, float]:
+    """Run ``script --child variant`` in a fresh process (see :func:`run_child`); returns
+    ``{"peak_mb", "delta_mb"}``."""
     cmd = [sys.executable, script, "--child", variant, *extra]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO).stdout
-    return json.loads(out.strip().splitlines()[-1])["peak_mb"]
+    return json.loads(out.strip().splitlines()[-1])
 
 
-def report_child(device: str):
-    print(json.dumps({"peak_mb": peak_mb(device)}))
+def current_mb(device: str) -> float:
+    """Memory in use now: CUDA allocated, or the resident set size."""
+    if device.startswith("cuda"):
+        return torch.cuda.memory_allocated() / 2**20
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_child(device: str, setup: Callable[[], Callable], steps: int = 2):
+    """In a ``--child`` process: ``setup()`` builds a variant and returns its step function; run
+    ``steps`` steps and print peak memory and the peak's excess over the memory after setup."""
+    step = setup()
+    before = current_mb(device)
+    _reset_peak(device)
+    for _ in range(steps):
+        step()
+    peak = step_peak_mb(device)
+    print(json.dumps({"peak_mb": peak_mb(device), "delta_mb": peak - before}))
+
+
+def _reset_peak(device: str):
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    else:  # Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+
+
+def step_peak_mb(device: str) -> float:
+    """Peak memory since :func:`_reset_peak`: CUDA allocator peak, or VmHWM on Linux."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    with open("/proc/self/status") as f:
+        hwm = [line for line in f if line.startswith("VmHWM:")][0]
+    return int(hwm.split()[1]) / 1024
 
 
 def table(rows: List[Sequence], headers: Sequence[str]) -> str:
@@ -137,10 +173,10 @@ def table(rows: List[Sequence], headers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def header(title: str, args) -> str:
+def header(title: str, args, timing: str = None) -> str:
+    timing = timing or f"{args.warmup} warm-up + {args.repeats} timed steps (medians, interleaved)"
     return (
         f"## {title}\n\ncommand: `python {' '.join(sys.argv)}`  \n"
         f"device: {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"batch {args.batch_size}, {args.warmup} warm-up + {args.repeats} timed steps "
-        "(medians, interleaved)\n"
+        f"batch {args.batch_size}, {timing}\n"
     )

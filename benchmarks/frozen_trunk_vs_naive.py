@@ -3,11 +3,11 @@ eval mode), trunk forward and a whole Faster R-CNN training step, side by side.
 
 Variants of the trunk (same weights):
   naive            timm/detectron2 BatchNorm modules in eval mode, parameters requires_grad=False
-  no_grad          freezedet frozen, all execution switches off (FrozenBN, torch.no_grad)
-  fold             + BN folded into the convs (the default)
-  fold+cl          + channels_last
-  fold+inference   + torch.inference_mode (outputs cloned)
-  fold+compile     + torch.compile (only with --compile; compile time reported separately)
+  no_grad              freezedet frozen, execution switches off (FrozenBN, torch.no_grad)
+  fold                 + BN folded into the convs
+  fold+cl (default)    + channels_last: freezedet's default
+  fold+cl+inference    + torch.inference_mode (outputs cloned)
+  fold+cl+compile      + torch.compile (only with --compile; its first call compiles)
 """
 
 import time
@@ -36,13 +36,13 @@ def trunk_variants(name, compile_too):
     ref = naive(build)
     variants = {
         "naive": ref,
-        "no_grad": build(fold_bn=False),
-        "fold": build(),
-        "fold+cl": build(channels_last=True),
-        "fold+inference": build(inference_mode=True),
+        "no_grad": build(fold_bn=False, channels_last=False),
+        "fold": build(channels_last=False),
+        "fold+cl (default)": build(),
+        "fold+cl+inference": build(inference_mode=True),
     }
     if compile_too:
-        variants["fold+compile"] = build(compile=True)
+        variants["fold+cl+compile"] = build(compile=True)
     state = {k: v for k, v in ref.state_dict().items() if "num_batches_tracked" not in k}
     for m in variants.values():
         if m is not ref:

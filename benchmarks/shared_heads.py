@@ -1,0 +1,58 @@
+"""K detectors on one shared frozen trunk (SharedTrunkDetectors, one trunk pass per step) vs the
+same K detectors as separate models, side by side: one shared step vs K separate steps.
+
+Detectors: Faster R-CNN + FPN, Faster R-CNN + NAS-FPN, Cascade R-CNN + NAS-FPN on a frozen
+EfficientNet-Lite0 (the DeepForest CPU recipes).
+"""
+
+from common import build_from_config, child_memory, deepforest_batches, header, interleaved
+from common import parser, run_child, saved_mb, table, train_step_fn
+
+SHARED = "DeepForest/shared_trunk_effl0_frozen.py"
+SEPARATE = {
+    "fpn": "DeepForest/faster_rcnn_fpn_effl0_frozen.py",
+    "nasfpn": "DeepForest/faster_rcnn_nasfpn_effl0_frozen.py",
+    "cascade_nasfpn": "DeepForest/cascade_rcnn_nasfpn_effl0_frozen.py",
+}
+
+
+def main():
+    p = parser(__doc__)
+    args = p.parse_args()
+    batch = deepforest_batches(1, args.batch_size)[0]
+    if args.child:
+        config = SHARED if args.child == "shared" else SEPARATE[args.child]
+        return run_child(
+            args.device,
+            lambda: train_step_fn(build_from_config(config, device=args.device)[0], batch),
+        )
+    shared, _ = build_from_config(SHARED, device=args.device)
+    separate = {k: build_from_config(c, device=args.device)[0] for k, c in SEPARATE.items()}
+    fns = {"shared": train_step_fn(shared, batch)}
+    fns.update({k: train_step_fn(m, batch) for k, m in separate.items()})
+    med = interleaved(fns, args.warmup, args.repeats, args.device)
+    saved = {"shared": saved_mb(shared, batch)}
+    saved.update({k: saved_mb(m, batch) for k, m in separate.items()})
+    extra = ["--device", args.device, "--batch-size", str(args.batch_size)]
+    mem = {} if args.no_rss else {k: child_memory(__file__, k, extra) for k in fns}
+    k_sum = sum(med[k] for k in SEPARATE)
+    rows = [
+        ["shared (3 heads, 1 trunk pass)", med["shared"], med["shared"] / k_sum, saved["shared"]]
+    ]
+    rows += [[f"separate: {k}", med[k], med[k] / k_sum, saved[k]] for k in SEPARATE]
+    rows.append(["separate: sum of 3", k_sum, 1.0, sum(saved[k] for k in SEPARATE)])
+    cols = ["model", "s/step", "time / separate sum", "saved MB"]
+    if mem:
+        for r, k in zip(rows, list(fns)):
+            r += [mem[k]["peak_mb"], mem[k]["delta_mb"]]
+        rows[-1] += [
+            max(mem[k]["peak_mb"] for k in SEPARATE),
+            sum(mem[k]["delta_mb"] for k in SEPARATE),
+        ]
+        cols += ["peak MB (process)", "step peak MB"]
+    print(header("K shared heads vs K separate models", args))
+    print(table(rows, cols))
+
+
+if __name__ == "__main__":
+    main()
