@@ -16,8 +16,11 @@ A study file is a LazyConfig ``.py`` (or ``.yaml``) defining ``study``::
         overrides=["train.eval_period=50", ...],   # for every run
     )
 
-Every axis entry may carry ``overrides`` (``key=value`` strings for ``tools/train_net.py``) and
-``only`` (``{axis: [allowed keys]}``: the entry is combined only with those). The grid is
+``datasets`` and ``schedules`` default to the recipe's own (key ``"default"``), ``seeds`` to
+``[0]``. Every axis entry may carry ``overrides`` (``key=value`` strings for
+``tools/train_net.py``) and ``only`` (``{axis: [allowed keys]}``: the entry is combined only
+with those). A mode's ``recipe`` replaces its name in the recipe pattern, e.g.
+``{"frozen+adapters": dict(recipe="frozen_parallel_adapters")}``. The grid is
 expanded in a fixed order into :class:`Run` s with stable ids, ``{neck}-{backbone}-{mode}-
 {dataset}-{schedule}-s{seed}``, which name the run directories ``<out>/runs/<id>``.
 
@@ -115,7 +118,7 @@ def _entries(study: dict, axis: str, path: str) -> Dict[str, dict]:
         if axis in ("dataset", "schedule"):  # optional: the recipe's own data and schedule
             return {"default": {}}
         if axis == "seed":
-            return {"0": {"overrides": []}}
+            return {"0": {"overrides": ["train.seed=0"]}}
         raise KeyError(f"{path}: study has no '{key}' (axis {axis!r}); keys: {sorted(study)}")
     value = study[key]
     if axis == "neck":
