@@ -320,6 +320,7 @@ def run_study(
         cmd = run_command(
             run, directory, python=python, num_gpus=num_gpus, resume=resume, extra_args=extra_args
         )
+        before = read_manifest(directory)
         manifest = dict(
             asdict(run),
             study=study.get("_path"),
@@ -327,6 +328,9 @@ def run_study(
             host=socket.gethostname(),
             status="running",
             resumed=resume,
+            # a killed runner leaves "running" behind: attempts counts every start
+            attempts=before.get("attempts", 0) + 1,
+            first_start_time=before.get("first_start_time", before.get("start_time", time.time())),
             start_time=time.time(),
         )
         _write_manifest(directory, manifest)

@@ -167,7 +167,8 @@ def collect_run(directory: str) -> dict:
     row["train_time_s"] = row["s_per_iter"] * row["max_iter"] if s_iter else None
     mem = [m["peak_mem_mb"] for m in metrics if "peak_mem_mb" in m]
     row["peak_mem_mb"] = max(mem) if mem else None
-    row["wall_s"] = manifest.get("wall_s")
+    row["wall_s"] = manifest.get("wall_s")  # of the last attempt
+    row["attempts"] = manifest.get("attempts", 1 if manifest else None)
     if finished and manifest.get("recipe"):
         row.update(_parameter_counts(directory, manifest))
     else:

@@ -139,6 +139,9 @@ def test_unfinished_run_is_resumed_not_restarted(tmp_path, monkeypatch):
     assert summary["failed"] == [second.run_id, expand_runs(study)[11].run_id]
     manifest = json.load(open(os.path.join(d2, "manifest.json")))
     assert manifest["status"] == "failed" and manifest["returncode"] == 1 and manifest["resumed"]
+    assert manifest["attempts"] == 1
+    run_study(study, out, shard=(1, 10), log=lambda *a: None)
+    assert json.load(open(os.path.join(d2, "manifest.json")))["attempts"] == 2
 
 
 def test_toy_study_end_to_end(coco_config, tmp_path):
