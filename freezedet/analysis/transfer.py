@@ -434,7 +434,8 @@ def _logit_ticks(ax, values, which: str):
     if not values:
         return
     lo, hi = min(values), max(values)
-    cands = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95, 98, 99]
+    cands = [0.1, 0.2, 0.5, 1, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 30, 40, 50, 60, 70, 75, 80, 85]
+    cands += [90, 95, 98, 99]
     pad = max(0.05 * (hi - lo), 0.05)
     ticks = [(float(logit(c / 100)), c) for c in cands if lo - pad <= logit(c / 100) <= hi + pad]
     if len(ticks) < 2:
