@@ -35,15 +35,33 @@ from freezedet.engine import load_config
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def parser(description: str):
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--no-rss", action="store_true", help="skip the subprocess peak-memory runs")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (torch.set_num_threads)"
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: one variant
-    return p
+    return _SetsThreads(p)
+
+
+class _SetsThreads:
+    """The parser, whose ``parse_args`` also applies ``--threads``."""
+
+    def __init__(self, p):
+        self._p = p
+
+    def __getattr__(self, name):
+        return getattr(self._p, name)
+
+    def parse_args(self, *a):
+        args = self._p.parse_args(*a)
+        torch.set_num_threads(args.threads)
+        return args
 
 
 def deepforest_batches(n: int, batch_size: int = 2, image_format: str = "RGB") -> List[list]:
@@ -123,7 +141,8 @@ def peak_mb(device: str) -> float:
 def child_memory(script: str, variant: str, extra: Sequence[str] = ()) -> Dict[str, float]:
     """Run ``script --child variant`` in a fresh process (see :func:`run_child`); returns
     ``{"peak_mb", "delta_mb"}``."""
-    cmd = [sys.executable, script, "--child", variant, *extra]
+    cmd = [sys.executable, script, "--child", variant, "--threads", str(torch.get_num_threads())]
+    cmd += list(extra)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO).stdout
     return json.loads(out.strip().splitlines()[-1])
 

@@ -16,7 +16,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from detectron2.modeling import META_ARCH_REGISTRY, Backbone
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, GeneralizedRCNN
+from detectron2.structures import ImageList
 
 __all__ = ["SharedTrunkDetectors"]
 
@@ -57,6 +58,10 @@ class _SharedFeatures(Backbone):
 class SharedTrunkDetectors(nn.Module):
     """K detectors (``GeneralizedRCNN``-like: ``backbone.bottom_up`` + neck, RPN, ROI heads) on one
     frozen trunk that runs once per step.
+
+    All detectors see the input padded to the largest ``size_divisibility`` among their necks
+    (e.g. 128 with NAS-FPN's P7). A stand-alone detector with a smaller one (FPN: 32) pads less;
+    on inputs already divisible by the largest, their outputs are identical.
 
     Parameters: the trunk under ``trunk.``, detector k under ``detectors.k.`` (without its trunk).
     Checkpoints in the stand-alone layout (``backbone.bottom_up.*``, e.g. an ImageNet init
@@ -102,6 +107,7 @@ class SharedTrunkDetectors(nn.Module):
                     raise ValueError(f"detector {name!r}: {attr} differs from {names[0]!r}'s")
             det.backbone.bottom_up = _SharedFeatures(trunk=trunk)
         self.trunk = trunk
+        self.size_divisibility = max(d.backbone.size_divisibility for d in detectors)
         self.detectors = nn.ModuleList(detectors)
         self.head_names = list(names)
         self.eval_head = eval_head
@@ -111,31 +117,53 @@ class SharedTrunkDetectors(nn.Module):
     def device(self):
         return self.detectors[0].device
 
-    def _share(self, batched_inputs) -> None:
-        images = self.detectors[0].preprocess_image(batched_inputs)
+    def _preprocess(self, batched_inputs) -> ImageList:
+        # every detector sees the input padded for the most demanding neck (NAS-FPN's P7: 128),
+        # so one trunk pass serves them all
+        det = self.detectors[0]
+        images = [
+            (x["image"].to(det.device) - det.pixel_mean) / det.pixel_std for x in batched_inputs
+        ]
+        return ImageList.from_tensors(images, self.size_divisibility)
+
+    def _share(self, batched_inputs) -> ImageList:
+        images = self._preprocess(batched_inputs)
         feats = self.trunk(images.tensor)
         for det in self.detectors:
             det.backbone.bottom_up.features = feats
+        return images
 
     def forward(self, batched_inputs: List[Dict]):
         """Training: the losses of all detectors, prefixed ``"<name>/"``. Inference: the outputs
         of ``eval_head``."""
-        if not self.training:
-            det = self.detectors[self.head_names.index(self.eval_head or self.head_names[0])]
-            self._share(batched_inputs)
-            try:
-                return det(batched_inputs)
-            finally:
-                det.backbone.bottom_up.features = None
-        self._share(batched_inputs)
-        losses = {}
+        images = self._share(batched_inputs)
         try:
+            if not self.training:
+                det = self.detectors[self.head_names.index(self.eval_head or self.head_names[0])]
+                return self._inference(det, images, batched_inputs)
+            gt = [x["instances"].to(self.device) for x in batched_inputs]
+            losses = {}
             for name, det in zip(self.head_names, self.detectors):
-                losses.update({f"{name}/{k}": v for k, v in det(batched_inputs).items()})
+                losses.update({f"{name}/{k}": v for k, v in self._losses(det, images, gt).items()})
+            return losses
         finally:
             for det in self.detectors:
                 det.backbone.bottom_up.features = None
-        return losses
+
+    @staticmethod
+    def _losses(det, images, gt):
+        # GeneralizedRCNN.forward's training path, on the shared padded images
+        features = det.backbone(images.tensor)
+        proposals, proposal_losses = det.proposal_generator(images, features, gt)
+        _, detector_losses = det.roi_heads(images, features, proposals, gt)
+        return {**detector_losses, **proposal_losses}
+
+    @staticmethod
+    def _inference(det, images, batched_inputs):
+        features = det.backbone(images.tensor)
+        proposals, _ = det.proposal_generator(images, features, None)
+        results, _ = det.roi_heads(images, features, proposals, None)
+        return GeneralizedRCNN._postprocess(results, batched_inputs, images.image_sizes)
 
     def head_state_dict(self, name: str) -> Dict[str, torch.Tensor]:
         """Detector ``name`` with the trunk, as the state dict of the stand-alone detector."""
