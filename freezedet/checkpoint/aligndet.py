@@ -10,13 +10,11 @@ keys went where; :class:`freezedet.engine.AtomicDetectionCheckpointer` applies i
 when ``train.init_checkpoint`` is an AlignDet checkpoint and logs the report.
 """
 
-import logging
 from collections import OrderedDict
 from typing import Dict, Mapping, Optional, Tuple
 
 __all__ = ["is_aligndet_checkpoint", "aligndet_to_detector", "format_transfer_report"]
 
-logger = logging.getLogger(__name__)
 
 PRETRAIN_ONLY = ("momentum.", "projector.", "predictor.")
 

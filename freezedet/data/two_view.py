@@ -15,7 +15,6 @@ what the box-domain contrastive loss uses as positive pairs.
 """
 
 import copy
-import logging
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -30,8 +29,6 @@ from .proposals import load_proposals_into_dicts
 from .validate import checked_dataset_dicts
 
 __all__ = ["TwoViewProposalMapper", "proposal_dataset_dicts", "transform_proposals"]
-
-logger = logging.getLogger(__name__)
 
 
 def proposal_dataset_dicts(

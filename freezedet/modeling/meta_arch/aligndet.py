@@ -20,7 +20,7 @@ checkpoints save it and ``--resume`` restores it.
 """
 
 import copy
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 import torch.nn.functional as F
