@@ -25,6 +25,7 @@ from typing import Callable, Dict, List, Sequence
 
 import torch
 
+import detectron2.data.transforms as T
 from detectron2.config import instantiate
 from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.utils.events import EventStorage
@@ -64,10 +65,13 @@ class _SetsThreads:
         return args
 
 
-def deepforest_batches(n: int, batch_size: int = 2, image_format: str = "RGB") -> List[list]:
-    """``n`` fixed training batches of DeepForest train tiles (400 px), no augmentation."""
+def deepforest_batches(
+    n: int, batch_size: int = 2, image_format: str = "RGB", size: int = None
+) -> List[list]:
+    """``n`` fixed training batches of DeepForest train tiles (400 px, or resized to ``size``)."""
     dicts = DatasetCatalog.get("deepforest_train")
-    mapper = DatasetMapper(is_train=True, augmentations=[], image_format=image_format)
+    augs = [T.Resize((size, size))] if size else []
+    mapper = DatasetMapper(is_train=True, augmentations=augs, image_format=image_format)
     items = [mapper(dict(d)) for d in dicts[: n * batch_size]]
     return [items[i * batch_size : (i + 1) * batch_size] for i in range(n)]
 
@@ -76,7 +80,17 @@ def build_from_config(config: str, overrides: Sequence[str] = (), device: str = 
     """A model from a freezedet config (random init: speed does not depend on the weights)."""
     cfg = load_config(config, list(overrides))
     torch.manual_seed(0)
-    return instantiate(cfg.model).to(device), cfg
+    return zero_init_residuals(instantiate(cfg.model)).to(device), cfg
+
+
+def zero_init_residuals(model):
+    """Random-init ResNets with identity frozen statistics blow up (activations double per
+    block, RPN deltas overflow); starting every bottleneck as the identity keeps them finite.
+    The compute, and so the timing, is unchanged. No-op for models without bottlenecks."""
+    for name, m in model.named_modules():
+        if name.endswith("conv3") and getattr(m, "norm", None) is not None:
+            m.norm.weight.data.zero_()
+    return model
 
 
 def train_step_fn(model, batch=None) -> Callable[[], float]:

@@ -117,7 +117,7 @@ def main():
     rows = [
         ["naive", med["naive"], 1.0, saved_mb(slow, batch)],
         [
-            "freezedet (fold)",
+            "freezedet (default: fold+cl)",
             med["freezedet"],
             med["naive"] / med["freezedet"],
             saved_mb(fast, batch),

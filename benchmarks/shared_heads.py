@@ -18,8 +18,14 @@ SEPARATE = {
 
 def main():
     p = parser(__doc__)
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="resize tiles to size x size (512: every neck pads alike, isolating the trunk)",
+    )
     args = p.parse_args()
-    batch = deepforest_batches(1, args.batch_size)[0]
+    batch = deepforest_batches(1, args.batch_size, size=args.size)[0]
     if args.child:
         config = SHARED if args.child == "shared" else SEPARATE[args.child]
         return run_child(
@@ -34,6 +40,7 @@ def main():
     saved = {"shared": saved_mb(shared, batch)}
     saved.update({k: saved_mb(m, batch) for k, m in separate.items()})
     extra = ["--device", args.device, "--batch-size", str(args.batch_size)]
+    extra += ["--size", str(args.size)] if args.size else []
     mem = {} if args.no_rss else {k: child_memory(__file__, k, extra) for k in fns}
     k_sum = sum(med[k] for k in SEPARATE)
     rows = [
@@ -51,6 +58,7 @@ def main():
         ]
         cols += ["peak MB (process)", "step peak MB"]
     print(header("K shared heads vs K separate models", args))
+    print(f"input: {tuple(batch[0]['image'].shape)} DeepForest train tiles\n")
     print(table(rows, cols))
 
 

@@ -14,7 +14,7 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 from common import build_from_config, child_memory, deepforest_batches, header, interleaved
-from common import parser, run_child, saved_mb, table, train_step_fn
+from common import parser, run_child, saved_mb, table, train_step_fn, zero_init_residuals
 
 STOCK = "Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml"
 FREEZEDET = {
@@ -41,16 +41,6 @@ def build_stock(device):
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 1
     cfg.MODEL.DEVICE = device
     return build_model(cfg)
-
-
-def zero_init_residuals(model):
-    """Random-init ResNets with identity frozen statistics blow up (activations double per
-    block, RPN deltas overflow); starting every bottleneck as the identity keeps them finite.
-    The compute, and so the timing, is unchanged."""
-    for name, m in model.named_modules():
-        if name.endswith("conv3") and getattr(m, "norm", None) is not None:
-            m.norm.weight.data.zero_()
-    return model
 
 
 def build(i, device):
@@ -84,7 +74,7 @@ def main():
         cols += ["peak MB (process)", "step peak MB", "step peak / stock"]
     shape = tuple(batches["RGB"][0]["image"].shape)
     print(header("Stock detectron2 Cascade R50-FPN fine-tuning vs freezedet frozen", args))
-    print(f"input: DeepForest train tiles {shape}, padded to a multiple of 32\n")
+    print(f"input: DeepForest train tiles {shape}, each model padding to its size divisibility\n")
     print(table(rows, cols))
 
 
