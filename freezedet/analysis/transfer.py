@@ -22,6 +22,7 @@ __all__ = [
     "logit",
     "pearson_r",
     "bootstrap_ci",
+    "top1_correlations",
     "read_metrics",
     "collect_run",
     "collect_study",
@@ -445,6 +446,36 @@ def _logit_ticks(ax, values, which: str):
     getattr(ax, f"set_{which}ticklabels")([f"{c:.3g}" for c in labels])
 
 
+def top1_correlations(rows: Sequence[dict], seed: int = 0) -> List[dict]:
+    """Pearson r between logit(ImageNet top-1) and logit(AP) over backbones (seed-mean AP), with a
+    95 % bootstrap interval, per (dataset, schedule, neck, mode) with >= 3 backbones."""
+    groups = _mean_over_seeds([r for r in rows if r.get("top1") is not None])
+    top1 = {r["backbone"]: r["top1"] for r in rows if r.get("top1") is not None}
+    series = defaultdict(list)
+    for (neck, backbone, mode, dataset, schedule), aps in groups.items():
+        series[(dataset, schedule, neck, mode)].append((top1[backbone], float(np.mean(aps))))
+    out = []
+    for (dataset, schedule, neck, mode), pts in series.items():
+        if len(pts) < 3:
+            continue
+        x = logit([t / 100 for t, _ in pts])
+        y = logit([ap / 100 for _, ap in pts])
+        lo, hi = bootstrap_ci(x, y, seed=seed)
+        out.append(
+            dict(
+                dataset=dataset,
+                schedule=schedule,
+                neck=neck,
+                mode=mode,
+                n=len(pts),
+                r=pearson_r(x, y),
+                ci_low=lo,
+                ci_high=hi,
+            )
+        )
+    return out
+
+
 def collect_study(study: dict, output_dir: str) -> List[str]:
     """Table (CSV/JSON/markdown) and plots of every run of ``study`` under ``output_dir``
     (finished, failed or not yet run), e.g. a directory shared by several machines."""
@@ -452,6 +483,16 @@ def collect_study(study: dict, output_dir: str) -> List[str]:
     for row, run in zip(rows, expand_runs(study)):  # runs not started have no manifest yet
         row.update({a: run.axes[a] for a in AXES}, top1=run.top1)
     paths = write_table(rows, output_dir)
+    corr = top1_correlations(rows)
+    paths.append(os.path.join(output_dir, "correlations.md"))
+    with open(paths[-1], "w") as f:
+        f.write("| dataset | schedule | neck | mode | backbones | Pearson r (logits) | 95 % CI |\n")
+        f.write("|---|---|---|---|---|---|---|\n")
+        for c in corr:
+            f.write(
+                f"| {c['dataset']} | {c['schedule']} | {c['neck']} | {c['mode']} | {c['n']} | "
+                f"{c['r']:.2f} | [{c['ci_low']:.2f}, {c['ci_high']:.2f}] |\n"
+            )
     name = os.path.splitext(os.path.basename(study.get("_path", "")))[0]
     paths += plot_study(rows, os.path.join(output_dir, "plots"), title=name)
     return paths

@@ -14,6 +14,7 @@ from freezedet.analysis.transfer import (
     pearson_r,
     plot_study,
     read_metrics,
+    top1_correlations,
     write_table,
 )
 
@@ -111,6 +112,12 @@ def test_table_and_plots_from_rows(tmp_path):
     assert len(md) == 2 + len(rows)
     assert "| a | l0 | frozen | full | x | 0 | 75.1 | done | 13.0 |" in md[2]
     assert json.load(open(paths[1]))[0]["ap_curve"] == [[5, 6.5], [10, 13.0]]
+    corr = {(c["neck"], c["mode"]): c for c in top1_correlations(rows)}
+    assert set(corr) == {(n, m) for n in ("a", "b") for m in ("frozen", "finetune")}
+    x = logit(np.array([75.1, 76.7, 77.6]) / 100)
+    y = logit(np.array([13.0, 15.0, 16.0]) / 100)  # neck a, frozen
+    assert corr[("a", "frozen")]["r"] == pytest.approx(pearson_r(x, y), abs=1e-12)
+    assert corr[("a", "frozen")]["n"] == 3
     pngs = plot_study(rows, str(tmp_path / "plots"))
     assert len(pngs) == 6
     for p in pngs:
