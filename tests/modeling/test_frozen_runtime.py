@@ -145,8 +145,8 @@ def test_fold_keeps_timm_activation_and_detectron2_conv_layout():
 
 @pytest.mark.skipif(
     os.environ.get("FREEZEDET_TEST_COMPILE") != "1",
-    reason="torch.compile of even resnet10t takes ~70 s on this CPU (measured); "
-    "set FREEZEDET_TEST_COMPILE=1 to run",
+    reason="torch.compile of a trunk takes 13-70 s on this CPU (measured: R50, Lite0, resnet10t "
+    "under load); set FREEZEDET_TEST_COMPILE=1 to run",
 )
 def test_compiled_trunk_runs_on_cpu():
     m = TimmBackbone(model_name="resnet10t", compile=True)
