@@ -4,3 +4,5 @@
 from .faster_rcnn_fpn_effl0_frozen import dataloader, lr_multiplier, model, optimizer, train
 
 train.init_checkpoint = "output/DeepForest/aligndet_pretrain_faster_rcnn_fpn_effl0/model_final.pth"
+# what transfers besides the trunk (the class-specific classifier always starts fresh)
+train.aligndet_transfer = ["neck", "rpn", "roi_heads"]

@@ -11,12 +11,20 @@ when ``train.init_checkpoint`` is an AlignDet checkpoint and logs the report.
 """
 
 from collections import OrderedDict
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["is_aligndet_checkpoint", "aligndet_to_detector", "format_transfer_report"]
+__all__ = [
+    "HEAD_COMPONENTS",
+    "is_aligndet_checkpoint",
+    "aligndet_to_detector",
+    "format_transfer_report",
+]
 
 
 PRETRAIN_ONLY = ("momentum.", "projector.", "predictor.")
+# what a fine-tuned detector can take from pre-training; the trunk always transfers (it is the
+# unchanged ImageNet trunk when pre-training kept it frozen)
+HEAD_COMPONENTS = ("neck", "rpn", "roi_heads")
 
 
 def is_aligndet_checkpoint(state_dict: Mapping) -> bool:
@@ -37,7 +45,9 @@ def _component(key: str) -> Optional[str]:
 
 
 def aligndet_to_detector(
-    state_dict: Mapping, model_state_dict: Optional[Mapping] = None
+    state_dict: Mapping,
+    model_state_dict: Optional[Mapping] = None,
+    components: Sequence[str] = HEAD_COMPONENTS,
 ) -> Tuple["OrderedDict", Dict[str, dict]]:
     """Select the keys of an AlignDet state dict that initialise a detector.
 
@@ -45,12 +55,22 @@ def aligndet_to_detector(
         state_dict: the pre-training checkpoint's ``"model"``.
         model_state_dict: the target detector's state dict; if given, keys it lacks or holds
             with another shape are not transferred (listed under ``"skipped"``).
+        components: which of ``HEAD_COMPONENTS`` transfer; the others keep the detector's fresh
+            initialisation (listed under ``"skipped"`` as "not selected"). On DeepForest, neck +
+            RPN transferred at parity while the pre-trained RoI box head hurt
+            (docs/results/aligndet_deepforest.md), so the choice is the user's.
 
     Returns:
         (detector_state_dict, report): report maps ``"transferred"`` to
         ``{component: [keys]}`` (trunk, neck, rpn, roi_heads), ``"reinitialized"`` to the
         class-specific predictor keys dropped, ``"skipped"`` to ``{reason: [keys]}``.
     """
+    unknown = sorted(set(components) - set(HEAD_COMPONENTS))
+    if unknown:
+        raise ValueError(
+            f"AlignDet transfer components {unknown} are not among {list(HEAD_COMPONENTS)} "
+            "(train.aligndet_transfer); the trunk always transfers."
+        )
     out = OrderedDict()
     transferred = {"trunk": [], "neck": [], "rpn": [], "roi_heads": []}
     reinit, skipped = [], {}
@@ -61,6 +81,9 @@ def aligndet_to_detector(
                 (p[:-1] for p in PRETRAIN_ONLY if key.startswith(p)), "not a detector key"
             )
             skipped.setdefault(reason, []).append(key)
+            continue
+        if comp != "trunk" and comp not in components:
+            skipped.setdefault("not selected", []).append(key)
             continue
         if ".cls_score." in key or (".bbox_pred." in key and value.shape[0] not in (4,)):
             # the classifier (and a class-specific regressor) belongs to the pseudo-class

@@ -56,7 +56,15 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
     A kill during a save leaves the previous checkpoint and ``last_checkpoint`` intact, so
     ``--resume`` always finds a complete file. Loading also logs how many checkpoint keys
     matched the model, so a wrong weights file is obvious.
+
+    An AlignDet pre-training checkpoint loaded into a detector keeps only what transfers
+    (:func:`freezedet.checkpoint.aligndet.aligndet_to_detector`), restricted to
+    ``aligndet_transfer`` (``train.aligndet_transfer``; default: neck, RPN and RoI heads).
     """
+
+    def __init__(self, model, save_dir="", *, aligndet_transfer=None, **checkpointables):
+        super().__init__(model, save_dir, **checkpointables)
+        self.aligndet_transfer = aligndet_transfer
 
     def save(self, name: str, **kwargs):
         if not self.save_dir or not self.save_to_disk:
@@ -77,8 +85,10 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
     def load(self, path, *args, **kwargs):
         if path and not self.path_manager.exists(path) and "://" not in path:
             raise FileNotFoundError(
-                f"checkpoint {path!r} does not exist. Check train.init_checkpoint, or convert "
-                "ImageNet weights with tools/convert_pretrained.py."
+                f"checkpoint {path!r} does not exist. Check train.init_checkpoint: convert "
+                "ImageNet weights with tools/convert_pretrained.py, or, for a recipe that starts "
+                "from another run's model_final.pth (LVIS stage 2, AlignDet fine-tuning), train "
+                "that run first."
             )
         return super().load(path, *args, **kwargs)
 
@@ -113,6 +123,11 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         model_sd = self.model.state_dict()
         if not is_aligndet_checkpoint(checkpoint["model"]) or is_aligndet_checkpoint(model_sd):
             return
-        checkpoint["model"], report = aligndet_to_detector(checkpoint["model"], model_sd)
+        components = self.aligndet_transfer
+        checkpoint["model"], report = aligndet_to_detector(
+            checkpoint["model"],
+            model_sd,
+            **({} if components is None else {"components": components}),
+        )
         logging.getLogger(__name__).info(format_transfer_report(report))
         self.last_transfer_report = report

@@ -256,7 +256,12 @@ def do_train(args, cfg):
         last_eval.update(do_test(cfg, model))
         return last_eval
 
-    checkpointer = AtomicDetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    checkpointer = AtomicDetectionCheckpointer(
+        model,
+        cfg.train.output_dir,
+        aligndet_transfer=cfg.train.get("aligndet_transfer", None),
+        trainer=trainer,
+    )
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
