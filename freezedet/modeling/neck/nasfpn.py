@@ -16,6 +16,8 @@ from detectron2.config import CfgNode as CN
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
+from ._common import check_c3_c5, make_laterals
+
 __all__ = ["NASFPN_CELLS", "NASFPN", "MergeCell", "build_nasfpn_backbone", "add_nasfpn_config"]
 
 _MIN_LEVEL, _MAX_LEVEL = 3, 7
@@ -178,32 +180,12 @@ class NASFPN(Backbone):
             activation (str): "relu" or "swish", applied before each cell's conv.
         """
         super().__init__()
-        assert isinstance(
-            bottom_up, Backbone
-        ), f"bottom_up must be a Backbone, got {type(bottom_up)}"
         in_features = list(in_features)
-        shapes = bottom_up.output_shape()
-        missing = [f for f in in_features if f not in shapes]
-        assert not missing, f"in_features {missing} not among bottom_up outputs {list(shapes)}"
-        strides = [shapes[f].stride for f in in_features]
-        assert strides == [8, 16, 32], (
-            f"NASFPN needs C3, C4, C5 (strides 8, 16, 32); in_features {in_features} have "
-            f"strides {strides}"
-        )
+        shapes = check_c3_c5(bottom_up, in_features, "NASFPN")
         assert num_repeats >= 1, f"num_repeats={num_repeats}: must be >= 1"
         self.bottom_up = bottom_up
         self.in_features = in_features
-        self.laterals = nn.ModuleList()
-        for f in in_features:
-            conv = Conv2d(
-                shapes[f].channels,
-                out_channels,
-                1,
-                bias=not norm,
-                norm=get_norm(norm, out_channels),
-            )
-            weight_init.c2_xavier_fill(conv)
-            self.laterals.append(conv)
+        self.laterals = make_laterals(shapes, in_features, out_channels, norm)
         self.blocks = nn.ModuleList(
             nn.ModuleList(
                 MergeCell(

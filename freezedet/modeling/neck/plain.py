@@ -17,6 +17,8 @@ from detectron2.config import CfgNode as CN
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
+from ._common import check_c3_c5, make_laterals
+
 __all__ = ["PlainNeck", "build_plain_neck_backbone", "add_plain_neck_config"]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "swish": nn.SiLU, "silu": nn.SiLU}
@@ -55,35 +57,16 @@ class PlainNeck(Backbone):
             activation (str): "relu" or "swish", after each stacked conv's norm.
         """
         super().__init__()
-        assert isinstance(
-            bottom_up, Backbone
-        ), f"bottom_up must be a Backbone, got {type(bottom_up)}"
         assert num_layers >= 1, f"num_layers={num_layers}: must be >= 1"
         assert activation in _ACTIVATIONS, f"activation={activation!r}: one of {list(_ACTIVATIONS)}"
         in_features = list(in_features)
-        shapes = bottom_up.output_shape()
-        missing = [f for f in in_features if f not in shapes]
-        assert not missing, f"in_features {missing} not among bottom_up outputs {list(shapes)}"
-        strides = [shapes[f].stride for f in in_features]
-        assert strides == [8, 16, 32], (
-            f"PlainNeck needs C3, C4, C5 (strides 8, 16, 32); in_features {in_features} have "
-            f"strides {strides}"
-        )
+        shapes = check_c3_c5(bottom_up, in_features, "PlainNeck")
         self.bottom_up = bottom_up
         self.in_features = in_features
         self.num_layers = num_layers
-        self.laterals = nn.ModuleList()
+        self.laterals = make_laterals(shapes, in_features, out_channels, norm)
         self.stacks = nn.ModuleList()
-        for f in in_features:
-            lateral = Conv2d(
-                shapes[f].channels,
-                out_channels,
-                1,
-                bias=not norm,
-                norm=get_norm(norm, out_channels),
-            )
-            weight_init.c2_xavier_fill(lateral)
-            self.laterals.append(lateral)
+        for _ in in_features:
             layers = []
             for _ in range(num_layers):
                 conv = Conv2d(

@@ -1,0 +1,43 @@
+"""What the necks on C3-C5 of a classifier trunk (NAS-FPN, the plain capacity neck) share."""
+
+from typing import Dict, List, Sequence
+
+import fvcore.nn.weight_init as weight_init
+from torch import nn
+
+from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from detectron2.modeling import Backbone
+
+__all__ = ["check_c3_c5", "make_laterals"]
+
+
+def check_c3_c5(
+    bottom_up: Backbone, in_features: Sequence[str], owner: str
+) -> Dict[str, ShapeSpec]:
+    """Check that ``in_features`` of ``bottom_up`` are C3, C4, C5 (strides 8, 16, 32); returns
+    ``bottom_up``'s output shapes. ``owner`` names the neck in the error messages."""
+    assert isinstance(bottom_up, Backbone), f"bottom_up must be a Backbone, got {type(bottom_up)}"
+    shapes = bottom_up.output_shape()
+    missing = [f for f in in_features if f not in shapes]
+    assert not missing, f"in_features {missing} not among bottom_up outputs {list(shapes)}"
+    strides = [shapes[f].stride for f in in_features]
+    assert strides == [8, 16, 32], (
+        f"{owner} needs C3, C4, C5 (strides 8, 16, 32); in_features {list(in_features)} have "
+        f"strides {strides}"
+    )
+    return shapes
+
+
+def make_laterals(
+    shapes: Dict[str, ShapeSpec], in_features: Sequence[str], out_channels: int, norm: str
+) -> nn.ModuleList:
+    """1x1 conv + norm per input level (bias only without norm), initialised like detectron2's
+    FPN (``c2_xavier_fill``)."""
+    laterals: List[nn.Module] = []
+    for f in in_features:
+        conv = Conv2d(
+            shapes[f].channels, out_channels, 1, bias=not norm, norm=get_norm(norm, out_channels)
+        )
+        weight_init.c2_xavier_fill(conv)
+        laterals.append(conv)
+    return nn.ModuleList(laterals)
