@@ -12,8 +12,6 @@ import copy
 import random
 import time
 
-import torch
-
 from detectron2.config import instantiate
 from detectron2.data import DatasetCatalog
 

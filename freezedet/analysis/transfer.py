@@ -12,7 +12,7 @@ import json
 import math
 import os
 from collections import OrderedDict, defaultdict
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 

@@ -20,7 +20,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog, get_detection_datas
 from detectron2.data.datasets import register_coco_instances
 from detectron2.utils.file_io import PathManager
 
-__all__ = ["REQUIRED_FIELDS", "check_coco_json", "coco_json_dataset"]
+__all__ = ["REQUIRED_FIELDS", "check_coco_json", "coco_json_dataset", "load_json_with_fields"]
 
 # what detectron2's load_coco_json reads from every entry of each top-level list
 REQUIRED_FIELDS = {
@@ -42,28 +42,34 @@ def check_coco_json(json_file: str) -> dict:
     local = PathManager.get_local_path(json_file)
     if not os.path.isfile(local):
         raise FileNotFoundError(f"COCO json {json_file!r} does not exist")
-    try:
-        with open(local) as f:
+    return load_json_with_fields(json_file, REQUIRED_FIELDS, "a COCO json")
+
+
+def load_json_with_fields(json_file: str, required: dict, kind: str) -> dict:
+    """Parse an existing ``json_file`` and check that each top-level key of ``required`` is a
+    list whose items have the fields ``required[key]``; errors name the file, the key or item,
+    and what ``kind`` (e.g. "a COCO json") needs."""
+    with PathManager.open(json_file) as f:
+        try:
             data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{json_file}: not valid JSON ({e})") from e
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{json_file}: not valid JSON ({e})") from e
     if not isinstance(data, dict):
         raise ValueError(
             f"{json_file}: the top level is a {type(data).__name__}, not an object with "
-            f"{sorted(REQUIRED_FIELDS)}"
+            f"{sorted(required)}"
         )
-    for key, fields in REQUIRED_FIELDS.items():
+    for key, fields in required.items():
         if key not in data:
             raise KeyError(
-                f"{json_file}: missing top-level key '{key}' (a COCO json needs "
-                f"{sorted(REQUIRED_FIELDS)})"
+                f"{json_file}: missing top-level key '{key}' ({kind} needs {sorted(required)})"
             )
         if not isinstance(data[key], list):
             raise ValueError(f"{json_file}: '{key}' is a {type(data[key]).__name__}, not a list")
         for i, item in enumerate(data[key]):
             missing = [k for k in fields if not isinstance(item, dict) or k not in item]
             if missing:
-                raise KeyError(f"{json_file}: {key}[{i}] lacks {missing}")
+                raise KeyError(f"{json_file}: {key}[{i}] lacks {missing} ({kind} needs {fields})")
     return data
 
 

@@ -19,7 +19,6 @@ defaults to ``datasets``); see :func:`builtin_dataset_path`. Each image's ``coco
 split folder and file, as in LVIS v1 (that is how ``load_lvis_json`` finds the file).
 """
 
-import json
 import os
 from collections import defaultdict
 from functools import partial
@@ -29,6 +28,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_lvis_json
 from detectron2.utils.file_io import PathManager
 
+from .coco_json import load_json_with_fields
 from .validate import check_records
 
 __all__ = [
@@ -80,21 +80,7 @@ def check_lvis_json(json_file: str) -> dict:
             f"LVIS json {json_file!r} does not exist. "
             + _HOW_TO_GET.format(root=builtin_dataset_root())
         )
-    with PathManager.open(json_file) as f:
-        try:
-            data = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{json_file}: not valid JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{json_file}: the top level is a {type(data).__name__}, not an object")
-    for key, fields in _REQUIRED.items():
-        if not isinstance(data.get(key), list):
-            raise KeyError(f"{json_file}: missing top-level list '{key}' (LVIS needs {_REQUIRED})")
-        for i, item in enumerate(data[key]):
-            missing = [k for k in fields if not isinstance(item, dict) or k not in item]
-            if missing:
-                raise KeyError(f"{json_file}: {key}[{i}] lacks {missing} (LVIS needs {fields})")
-    return data
+    return load_json_with_fields(json_file, _REQUIRED, "an LVIS json")
 
 
 def _frequency(image_count: int) -> str:
