@@ -31,6 +31,7 @@ from detectron2.engine import (
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.layers import NaiveSyncBatchNorm
 from detectron2.utils import comm
+from detectron2.utils.events import JSONWriter
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
@@ -38,6 +39,7 @@ from ..modeling.backbone import check_feature_cache_config, replace_batchnorm
 from ..analysis.params import format_parameter_table, parameter_table
 from .checkpoint import AtomicDetectionCheckpointer
 from .resumable import RNGStateHook, WeightSyncCheck, deferred_train_loader
+from .writers import FlushBeforeCheckpoint, MetricsJSONWriter
 
 __all__ = [
     "argument_parser",
@@ -262,6 +264,22 @@ def do_train(args, cfg):
         aligndet_transfer=cfg.train.get("aligndet_transfer", None),
         trainer=trainer,
     )
+    main_hooks = [None, None, None]  # flush-before-checkpoint, checkpointer, writer
+    if comm.is_main_process():
+        writers = []
+        for w in default_writers(cfg.train.output_dir, cfg.train.max_iter):
+            if isinstance(w, JSONWriter):
+                w.close()  # replaced by the per-key writer below
+            else:
+                writers.append(w)
+        json_writer = MetricsJSONWriter(os.path.join(cfg.train.output_dir, "metrics.json"))
+        writers.append(json_writer)
+        ckpt_hook = hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
+        main_hooks = [
+            FlushBeforeCheckpoint(json_writer, ckpt_hook),
+            ckpt_hook,
+            hooks.PeriodicWriter(writers, period=cfg.train.log_period),
+        ]
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
@@ -270,21 +288,12 @@ def do_train(args, cfg):
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
             # before the checkpointer: a checkpoint holds the state after the hooks' updates
             *[instantiate(h) for h in cfg.train.get("extra_hooks", None) or []],
-            (
-                hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
-                if comm.is_main_process()
-                else None
-            ),
+            # metrics.json is on disk before the checkpoint of the same iteration (writers.py)
+            main_hooks[0],
+            main_hooks[1],
             WeightSyncCheck(),
             hooks.EvalHook(cfg.train.eval_period, evaluate),
-            (
-                hooks.PeriodicWriter(
-                    default_writers(cfg.train.output_dir, cfg.train.max_iter),
-                    period=cfg.train.log_period,
-                )
-                if comm.is_main_process()
-                else None
-            ),
+            main_hooks[2],
         ]
     )
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)

@@ -1,0 +1,79 @@
+"""Metrics that survive a crash: ``metrics.json`` is on disk before the checkpoint it belongs to.
+
+detectron2 runs its ``PeriodicCheckpointer`` before its ``EvalHook`` and ``PeriodicWriter``, so
+a process killed between saving ``model_000N.pth`` and the writer's next flush resumes from
+iteration N+1 with iteration N's (and earlier unwritten iterations') training metrics lost for
+good. Moving the writer before the checkpointer would instead lose the checkpoint of a run whose
+evaluation crashes. Here the order is kept and:
+
+- :class:`MetricsJSONWriter` is detectron2's ``JSONWriter`` remembering the last written
+  iteration *per key* (detectron2 keeps one number for all keys), so writing twice in one
+  iteration (training scalars before the checkpoint, evaluation results after it) drops nothing;
+- :class:`FlushBeforeCheckpoint`, registered just before the checkpointer, writes it (flushed and
+  fsync'ed) in every iteration the checkpointer saves.
+"""
+
+import json
+import os
+from collections import defaultdict
+
+from detectron2.engine import HookBase
+from detectron2.utils.events import JSONWriter, get_event_storage
+
+__all__ = ["MetricsJSONWriter", "FlushBeforeCheckpoint"]
+
+
+class MetricsJSONWriter(JSONWriter):
+    """``JSONWriter`` that never skips a scalar newer than the last one written under its key.
+
+    A line is written per iteration with new values; an iteration written twice (flush before a
+    checkpoint, then evaluation results) gets two lines, each with its own keys.
+    """
+
+    def __init__(self, json_file, window_size=20):
+        """
+        Args:
+            json_file (str): path of the json file; new data is appended.
+            window_size (int): the window size of median smoothing for ``smoothing_hint`` scalars.
+        """
+        super().__init__(json_file, window_size=window_size)
+        self._last_write_per_key = {}
+
+    def write(self):
+        storage = get_event_storage()
+        to_save = defaultdict(dict)
+        for k, (v, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
+            if itr <= self._last_write_per_key.get(k, -1):
+                continue
+            to_save[itr][k] = v
+            self._last_write_per_key[k] = itr
+        if to_save:
+            self._last_write = max(self._last_write, max(to_save))
+        for itr in sorted(to_save):
+            self._file_handle.write(json.dumps({**to_save[itr], "iteration": itr}, sort_keys=True))
+            self._file_handle.write("\n")
+        self._file_handle.flush()
+        try:
+            os.fsync(self._file_handle.fileno())
+        except (AttributeError, OSError):  # not a real file (e.g. a remote PathManager handle)
+            pass
+
+
+class FlushBeforeCheckpoint(HookBase):
+    """Writes ``writer`` whenever ``checkpointer_hook`` is about to save, so no checkpoint on
+    disk is newer than the metrics on disk. Register it immediately before the checkpointer."""
+
+    def __init__(self, writer, checkpointer_hook):
+        """
+        Args:
+            writer (EventWriter): e.g. :class:`MetricsJSONWriter`.
+            checkpointer_hook (detectron2.engine.hooks.PeriodicCheckpointer): the hook whose
+                ``period`` and ``max_iter`` decide when checkpoints are saved.
+        """
+        self._writer = writer
+        self._ckpt = checkpointer_hook
+
+    def after_step(self):
+        it, max_iter = self.trainer.iter, self.trainer.max_iter
+        if (it + 1) % self._ckpt.period == 0 or it >= max_iter - 1:
+            self._writer.write()
