@@ -60,15 +60,24 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
     An AlignDet pre-training checkpoint loaded into a detector keeps only what transfers
     (:func:`freezedet.checkpoint.aligndet.aligndet_to_detector`), restricted to
     ``aligndet_transfer`` (``train.aligndet_transfer``; default: neck, RPN and RoI heads).
+
+    ``before_save`` runs at the start of every save that writes a file: ``do_train`` flushes
+    ``metrics.json`` there, so no checkpoint on disk is newer than the logged metrics
+    (:mod:`freezedet.engine.writers`).
     """
 
-    def __init__(self, model, save_dir="", *, aligndet_transfer=None, **checkpointables):
+    def __init__(
+        self, model, save_dir="", *, aligndet_transfer=None, before_save=None, **checkpointables
+    ):
         super().__init__(model, save_dir, **checkpointables)
         self.aligndet_transfer = aligndet_transfer
+        self.before_save = before_save
 
     def save(self, name: str, **kwargs):
         if not self.save_dir or not self.save_to_disk:
             return
+        if self.before_save is not None:
+            self.before_save()
         data = {"model": self.model.state_dict()}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()

@@ -39,7 +39,7 @@ from ..modeling.backbone import check_feature_cache_config, replace_batchnorm
 from ..analysis.params import format_parameter_table, parameter_table
 from .checkpoint import AtomicDetectionCheckpointer
 from .resumable import RNGStateHook, WeightSyncCheck, deferred_train_loader
-from .writers import FlushBeforeCheckpoint, MetricsJSONWriter
+from .writers import MetricsJSONWriter
 
 __all__ = [
     "argument_parser",
@@ -258,15 +258,8 @@ def do_train(args, cfg):
         last_eval.update(do_test(cfg, model))
         return last_eval
 
-    checkpointer = AtomicDetectionCheckpointer(
-        model,
-        cfg.train.output_dir,
-        aligndet_transfer=cfg.train.get("aligndet_transfer", None),
-        trainer=trainer,
-    )
-    main_hooks = [None, None, None]  # flush-before-checkpoint, checkpointer, writer
+    writers, json_writer = [], None
     if comm.is_main_process():
-        writers = []
         for w in default_writers(cfg.train.output_dir, cfg.train.max_iter):
             if isinstance(w, JSONWriter):
                 w.close()  # replaced by the per-key writer below
@@ -274,12 +267,14 @@ def do_train(args, cfg):
                 writers.append(w)
         json_writer = MetricsJSONWriter(os.path.join(cfg.train.output_dir, "metrics.json"))
         writers.append(json_writer)
-        ckpt_hook = hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
-        main_hooks = [
-            FlushBeforeCheckpoint(json_writer, ckpt_hook),
-            ckpt_hook,
-            hooks.PeriodicWriter(writers, period=cfg.train.log_period),
-        ]
+    checkpointer = AtomicDetectionCheckpointer(
+        model,
+        cfg.train.output_dir,
+        aligndet_transfer=cfg.train.get("aligndet_transfer", None),
+        # metrics.json is on disk before the checkpoint of the same iteration (writers.py)
+        before_save=json_writer.write if json_writer is not None else None,
+        trainer=trainer,
+    )
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
@@ -288,12 +283,18 @@ def do_train(args, cfg):
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
             # before the checkpointer: a checkpoint holds the state after the hooks' updates
             *[instantiate(h) for h in cfg.train.get("extra_hooks", None) or []],
-            # metrics.json is on disk before the checkpoint of the same iteration (writers.py)
-            main_hooks[0],
-            main_hooks[1],
+            (
+                hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
+                if comm.is_main_process()
+                else None
+            ),
             WeightSyncCheck(),
             hooks.EvalHook(cfg.train.eval_period, evaluate),
-            main_hooks[2],
+            (
+                hooks.PeriodicWriter(writers, period=cfg.train.log_period)
+                if comm.is_main_process()
+                else None
+            ),
         ]
     )
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)

@@ -9,18 +9,18 @@ evaluation crashes. Here the order is kept and:
 - :class:`MetricsJSONWriter` is detectron2's ``JSONWriter`` remembering the last written
   iteration *per key* (detectron2 keeps one number for all keys), so writing twice in one
   iteration (training scalars before the checkpoint, evaluation results after it) drops nothing;
-- :class:`FlushBeforeCheckpoint`, registered just before the checkpointer, writes it (flushed and
-  fsync'ed) in every iteration the checkpointer saves.
+- ``do_train`` passes its ``write`` as ``before_save`` of
+  :class:`~freezedet.engine.checkpoint.AtomicDetectionCheckpointer`, so every save first writes
+  (flushed and fsync'ed) the metrics logged so far.
 """
 
 import json
 import os
 from collections import defaultdict
 
-from detectron2.engine import HookBase
 from detectron2.utils.events import JSONWriter, get_event_storage
 
-__all__ = ["MetricsJSONWriter", "FlushBeforeCheckpoint"]
+__all__ = ["MetricsJSONWriter"]
 
 
 class MetricsJSONWriter(JSONWriter):
@@ -57,23 +57,3 @@ class MetricsJSONWriter(JSONWriter):
             os.fsync(self._file_handle.fileno())
         except (AttributeError, OSError):  # not a real file (e.g. a remote PathManager handle)
             pass
-
-
-class FlushBeforeCheckpoint(HookBase):
-    """Writes ``writer`` whenever ``checkpointer_hook`` is about to save, so no checkpoint on
-    disk is newer than the metrics on disk. Register it immediately before the checkpointer."""
-
-    def __init__(self, writer, checkpointer_hook):
-        """
-        Args:
-            writer (EventWriter): e.g. :class:`MetricsJSONWriter`.
-            checkpointer_hook (detectron2.engine.hooks.PeriodicCheckpointer): the hook whose
-                ``period`` and ``max_iter`` decide when checkpoints are saved.
-        """
-        self._writer = writer
-        self._ckpt = checkpointer_hook
-
-    def after_step(self):
-        it, max_iter = self.trainer.iter, self.trainer.max_iter
-        if (it + 1) % self._ckpt.period == 0 or it >= max_iter - 1:
-            self._writer.write()

@@ -2,13 +2,15 @@
 
 import json
 import os
-import types
+
+import torch
 
 from detectron2.utils.events import EventStorage
 
 from freezedet.engine import argument_parser, main
+from freezedet.engine import checkpoint as checkpoint_module
 from freezedet.engine.checkpoint import AtomicDetectionCheckpointer
-from freezedet.engine.writers import FlushBeforeCheckpoint, MetricsJSONWriter
+from freezedet.engine.writers import MetricsJSONWriter
 from freezedet.model_zoo import get_config_file
 
 
@@ -37,29 +39,34 @@ def test_two_writes_in_one_iteration_keep_both(tmp_path):
     ]
 
 
-def test_flush_hook_writes_exactly_on_checkpoint_iterations():
-    calls = []
-    writer = types.SimpleNamespace(write=lambda: calls.append(hook.trainer.iter))
-    hook = FlushBeforeCheckpoint(writer, types.SimpleNamespace(period=4))
-    hook.trainer = types.SimpleNamespace(iter=0, max_iter=10)
-    for it in range(10):
-        hook.trainer.iter = it
-        hook.after_step()
-    assert calls == [3, 7, 9]
+def test_before_save_runs_before_the_file_is_written(tmp_path, monkeypatch):
+    order = []
+    ckpt = AtomicDetectionCheckpointer(
+        torch.nn.Linear(2, 1), str(tmp_path), before_save=lambda: order.append("before_save")
+    )
+    monkeypatch.setattr(
+        checkpoint_module, "atomic_torch_save", lambda data, path: order.append(path)
+    )
+    ckpt.save("model_0000003", iteration=3)
+    assert order == ["before_save", str(tmp_path / "model_0000003.pth")]
+    ckpt.save_dir = ""  # nothing is written: nothing to flush for
+    ckpt.save("model_0000004", iteration=4)
+    assert len(order) == 2
 
 
 def test_metrics_on_disk_when_each_checkpoint_is_saved(synthetic_run_opts, tmp_path, monkeypatch):
     out = str(tmp_path / "run")
     seen = {}
-    save = AtomicDetectionCheckpointer.save
+    save = checkpoint_module.atomic_torch_save
 
-    def spying_save(self, name, **kwargs):
-        path = os.path.join(out, "metrics.json")
-        its = {m["iteration"] for m in _lines(path) if "total_loss" in m}
-        seen[name] = (kwargs.get("iteration"), its)
-        return save(self, name, **kwargs)
+    def spying_save(data, path):
+        its = {
+            m["iteration"] for m in _lines(os.path.join(out, "metrics.json")) if "total_loss" in m
+        }
+        seen[os.path.basename(path)] = (data["iteration"], its)
+        return save(data, path)
 
-    monkeypatch.setattr(AtomicDetectionCheckpointer, "save", spying_save)
+    monkeypatch.setattr(checkpoint_module, "atomic_torch_save", spying_save)
     args = argument_parser().parse_args(
         [
             "--config-file",
@@ -74,7 +81,7 @@ def test_metrics_on_disk_when_each_checkpoint_is_saved(synthetic_run_opts, tmp_p
         ]
     )
     main(args)
-    assert sorted(seen) == ["model_0000001", "model_0000003", "model_final"]
+    assert sorted(seen) == ["model_0000001.pth", "model_0000003.pth", "model_final.pth"]
     for name, (it, written) in seen.items():
         # detectron2's writers log the latest value per key at each write, not every iteration
         assert max(written) == it, (name, it, written)
