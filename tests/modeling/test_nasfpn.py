@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from detectron2.config import get_cfg
-from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
-from detectron2.modeling import Backbone, build_backbone
+from detectron2.layers import FrozenBatchNorm2d
+from detectron2.modeling import build_backbone
 from freezedet.modeling.neck import NASFPN, NASFPN_CELLS, add_nasfpn_config
 from freezedet.modeling.neck.nasfpn import _max_pool_same
 
@@ -24,31 +24,9 @@ PAPER_CELLS = [
 PAPER_EXTRA = {4: [2], 5: [4]}
 
 
-class TinyBottomUp(Backbone):
-    """C3-C5 from strided convs (floor-divided sizes): a cheap bottom-up for neck tests."""
-
-    def __init__(self):
-        super().__init__()
-        self.c3 = torch.nn.Conv2d(3, 8, 8, stride=8)
-        self.c4 = torch.nn.Conv2d(8, 12, 2, stride=2)
-        self.c5 = torch.nn.Conv2d(12, 16, 2, stride=2)
-
-    def forward(self, x):
-        c3 = self.c3(x)
-        c4 = self.c4(c3)
-        return {"c3": c3, "c4": c4, "c5": self.c5(c4)}
-
-    def output_shape(self):
-        return {
-            "c3": ShapeSpec(channels=8, stride=8),
-            "c4": ShapeSpec(channels=12, stride=16),
-            "c5": ShapeSpec(channels=16, stride=32),
-        }
-
-
-def _neck(**kw):
+def _neck(bottom_up, **kw):
     args = dict(
-        bottom_up=TinyBottomUp(),
+        bottom_up=bottom_up,
         in_features=["c3", "c4", "c5"],
         out_channels=32,
         num_repeats=2,
@@ -76,8 +54,8 @@ def test_cell_table_matches_the_paper():
     assert [tuple(c) for c in NASFPN_CELLS] == PAPER_CELLS
 
 
-def test_topology_and_output_shape():
-    neck = _neck(num_repeats=3)
+def test_topology_and_output_shape(tiny_bottom_up):
+    neck = _neck(tiny_bottom_up, num_repeats=3)
     assert len(neck.blocks) == 3 and all(len(cells) == 7 for cells in neck.blocks)
     for cells in neck.blocks:
         assert [c.level for c in cells] == [4, 4, 3, 4, 5, 7, 6]
@@ -136,9 +114,9 @@ def _reference_forward(neck, x):
 
 
 @pytest.mark.parametrize("activation", ["relu", "swish"])
-def test_forward_matches_reference_graph(activation):
+def test_forward_matches_reference_graph(activation, tiny_bottom_up):
     torch.manual_seed(0)
-    neck = _neck(activation=activation).eval()
+    neck = _neck(tiny_bottom_up, activation=activation).eval()
     # non-trivial BN statistics so the norms are exercised
     for m in neck.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -163,9 +141,9 @@ def test_max_pool_is_tf_same_with_kernel_equal_to_stride():
     assert _max_pool_same(y, 8).flatten().tolist() == [9.0]
 
 
-def test_gradient_reaches_every_cell_and_lateral():
+def test_gradient_reaches_every_cell_and_lateral(tiny_bottom_up):
     torch.manual_seed(0)
-    neck = _neck()
+    neck = _neck(tiny_bottom_up)
     out = neck(torch.randn(2, 3, 128, 128))
     sum(t.square().mean() for t in out.values()).backward()
     convs = {
@@ -181,8 +159,8 @@ def test_gradient_reaches_every_cell_and_lateral():
 
 
 @pytest.mark.parametrize("norm", ["BN", "GN", "", "FrozenBN", "naiveSyncBN", "SyncBN"])
-def test_norms_build_and_run(norm):
-    neck = _neck(norm=norm, num_repeats=1)
+def test_norms_build_and_run(norm, tiny_bottom_up):
+    neck = _neck(tiny_bottom_up, norm=norm, num_repeats=1)
     convs = [m for n, m in neck.named_modules() if n.endswith("conv") or n.startswith("laterals.")]
     convs = [m for m in convs if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 3 + 7
@@ -199,22 +177,22 @@ def test_norms_build_and_run(norm):
     assert all(torch.isfinite(t).all() for t in out.values())
 
 
-def test_activation_changes_the_output():
+def test_activation_changes_the_output(tiny_bottom_up):
     torch.manual_seed(0)
-    relu = _neck(num_repeats=1).eval()
-    swish = _neck(num_repeats=1, activation="swish").eval()
+    relu = _neck(tiny_bottom_up, num_repeats=1).eval()
+    swish = _neck(tiny_bottom_up, num_repeats=1, activation="swish").eval()
     swish.load_state_dict(relu.state_dict())
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():
         assert not torch.allclose(relu(x)["p3"], swish(x)["p3"])
 
 
-def test_misaligned_levels_raise_naming_the_shapes():
+def test_misaligned_levels_raise_naming_the_shapes(tiny_bottom_up):
     with pytest.raises(AssertionError, match="strides 8, 16, 32"):
-        NASFPN(bottom_up=TinyBottomUp(), in_features=["c4", "c5", "c3"])
+        NASFPN(bottom_up=tiny_bottom_up, in_features=["c4", "c5", "c3"])
     with pytest.raises(AssertionError, match="not among bottom_up outputs"):
-        NASFPN(bottom_up=TinyBottomUp(), in_features=["c3", "c4", "res5"])
-    neck = _neck(num_repeats=1)
+        NASFPN(bottom_up=tiny_bottom_up, in_features=["c3", "c4", "res5"])
+    neck = _neck(tiny_bottom_up, num_repeats=1)
     # 136 / 8 = 17 but the floor-dividing bottom-up gives c4 = 8, not ceil(17 / 2) = 9
     with pytest.raises(ValueError, match=r"\(136, 128\).*\(17, 16\), \(8, 8\).*multiple of 128"):
         neck(torch.randn(1, 3, 136, 128))
@@ -245,10 +223,10 @@ def test_registry_builder_with_yacs_cfg():
         build_backbone(cfg)
 
 
-def test_parameter_count_closed_form():
+def test_parameter_count_closed_form(tiny_bottom_up):
     """Laterals (1x1, no bias, BN) + 7 cells per repeat (3x3, no bias, BN)."""
     c, r = 48, 2
-    neck = _neck(out_channels=c, num_repeats=r)
+    neck = _neck(tiny_bottom_up, out_channels=c, num_repeats=r)
     n = sum(p.numel() for n, p in neck.named_parameters() if not n.startswith("bottom_up"))
     laterals = (8 + 12 + 16) * c + 3 * 2 * c
     cells = r * 7 * (9 * c * c + 2 * c)

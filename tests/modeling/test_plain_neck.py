@@ -5,42 +5,19 @@ import torch
 from torch import nn
 
 from detectron2.config import get_cfg
-from detectron2.layers import ShapeSpec
-from detectron2.modeling import Backbone, build_backbone
+from detectron2.modeling import build_backbone
 from freezedet.modeling.neck import PlainNeck, add_plain_neck_config
 
 
-class TinyBottomUp(Backbone):
-    """C3-C5 from strided convs: a cheap bottom-up for neck tests."""
-
-    def __init__(self):
-        super().__init__()
-        self.c3 = nn.Conv2d(3, 8, 8, stride=8)
-        self.c4 = nn.Conv2d(8, 12, 2, stride=2)
-        self.c5 = nn.Conv2d(12, 16, 2, stride=2)
-
-    def forward(self, x):
-        c3 = self.c3(x)
-        c4 = self.c4(c3)
-        return {"c3": c3, "c4": c4, "c5": self.c5(c4)}
-
-    def output_shape(self):
-        return {
-            "c3": ShapeSpec(channels=8, stride=8),
-            "c4": ShapeSpec(channels=12, stride=16),
-            "c5": ShapeSpec(channels=16, stride=32),
-        }
-
-
-def _neck(**kw):
-    args = dict(bottom_up=TinyBottomUp(), in_features=["c3", "c4", "c5"], out_channels=16)
+def _neck(bottom_up, **kw):
+    args = dict(bottom_up=bottom_up, in_features=["c3", "c4", "c5"], out_channels=16)
     args.update(kw)
     return PlainNeck(**args)
 
 
 @pytest.mark.parametrize("num_layers", [1, 2, 4])
-def test_output_shape_contract(num_layers):
-    neck = _neck(num_layers=num_layers).eval()
+def test_output_shape_contract(num_layers, tiny_bottom_up):
+    neck = _neck(tiny_bottom_up, num_layers=num_layers).eval()
     out = neck(torch.randn(2, 3, 128, 96))
     shapes = neck.output_shape()
     assert list(out) == list(shapes) == ["p3", "p4", "p5", "p6"]
@@ -57,9 +34,9 @@ def test_output_shape_contract(num_layers):
     assert all(len(s) == num_layers for s in neck.stacks)
 
 
-def test_top_down_merge_and_stacked_layers_by_hand():
+def test_top_down_merge_and_stacked_layers_by_hand(tiny_bottom_up):
     """One level computed by hand: p4 = stack(lateral4(c4) + up2(lateral5(c5)))."""
-    neck = _neck(num_layers=2, norm="", activation="relu").eval()
+    neck = _neck(tiny_bottom_up, num_layers=2, norm="", activation="relu").eval()
     x = torch.randn(1, 3, 64, 64)
     feats = neck.bottom_up(x)
     with torch.no_grad():
@@ -79,8 +56,8 @@ def test_top_down_merge_and_stacked_layers_by_hand():
     assert (out["p3"] >= 0).all()  # ends in the activation
 
 
-def test_frozen_trunk_gets_no_gradient_neck_does():
-    neck = _neck(num_layers=2)
+def test_frozen_trunk_gets_no_gradient_neck_does(tiny_bottom_up):
+    neck = _neck(tiny_bottom_up, num_layers=2)
     for p in neck.bottom_up.parameters():
         p.requires_grad_(False)
     sum(v.sum() for v in neck(torch.randn(2, 3, 64, 64)).values()).backward()
@@ -88,13 +65,13 @@ def test_frozen_trunk_gets_no_gradient_neck_does():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in neck.stacks.parameters())
 
 
-def test_bad_inputs_are_named():
+def test_bad_inputs_are_named(tiny_bottom_up):
     with pytest.raises(AssertionError, match="num_layers=0"):
-        _neck(num_layers=0)
+        _neck(tiny_bottom_up, num_layers=0)
     with pytest.raises(AssertionError, match=r"strides \[8, 16\]"):
-        _neck(in_features=["c3", "c4"])
+        _neck(tiny_bottom_up, in_features=["c3", "c4"])
     with pytest.raises(ValueError, match="multiple of 32"):
-        _neck()(torch.randn(1, 3, 72, 64))
+        _neck(tiny_bottom_up)(torch.randn(1, 3, 72, 64))
 
 
 def test_yacs_builder():
