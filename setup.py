@@ -54,7 +54,7 @@ setup(
     extras_require={
         "lvis": ["lvis"],
         "fast-eval": ["faster-coco-eval>=1.6"],
-        "dev": ["pytest", "scikit-image", "black"],
+        "dev": ["pytest>=7.3", "scikit-image", "black"],
     },
     cmdclass={"build_py": BuildPyWithConfigs},
     # detectron2 is not on PyPI under its name: tools/install_detectron2.py installs it.

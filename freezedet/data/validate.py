@@ -22,7 +22,7 @@ from PIL import Image
 from detectron2.data import MetadataCatalog, get_detection_dataset_dicts
 from detectron2.structures import BoxMode
 
-__all__ = ["check_records", "checked_dataset_dicts"]
+__all__ = ["check_records", "checked_dataset_dicts", "forget_stale_coco_conversion"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +96,36 @@ def check_records(
     return out
 
 
+def forget_stale_coco_conversion(name: str) -> bool:
+    """Drop ``json_file`` from dataset ``name``'s metadata when it is detectron2's COCO
+    conversion cache and that file is gone; return whether it did.
+
+    detectron2's ``COCOEvaluator`` converts a dataset registered without a COCO json (VOC XML,
+    a Python function) to ``<output_dir>/<name>_coco_format.json`` and records that path in the
+    process-wide ``MetadataCatalog``. Once that output directory is deleted, a later evaluator
+    (or training run) in the same process would point at the missing file; forgetting the path
+    makes the next ``COCOEvaluator`` convert again into its own output directory.
+    """
+    meta = MetadataCatalog.get(name)
+    json_file = meta.get("json_file", None)
+    if (
+        json_file
+        and os.path.basename(json_file) == f"{name}_coco_format.json"
+        and "://" not in json_file
+        and not os.path.isfile(json_file)
+    ):
+        logger.info(f"dataset {name!r}: COCO conversion cache {json_file} is gone; forgetting it")
+        delattr(meta, "json_file")
+        return True
+    return False
+
+
 def _check_annotation_files(names: Sequence[str]):
     """detectron2's built-in datasets (coco_2017_train, lvis_v1_val, ...) are registered with
     paths below $DETECTRON2_DATASETS whether or not the files exist: say so before loading."""
     for name in names:
+        if forget_stale_coco_conversion(name):
+            continue  # records come from the dataset's own loader, not from the cache
         json_file = MetadataCatalog.get(name).get("json_file", None)
         if json_file and "://" not in json_file and not os.path.isfile(json_file):
             root = os.getenv("DETECTRON2_DATASETS", "datasets")

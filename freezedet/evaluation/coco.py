@@ -8,6 +8,7 @@ from detectron2.evaluation import COCOEvaluator as _D2COCOEvaluator
 from detectron2.utils.file_io import PathManager
 
 from ..compat import HAS_COMPILED_OPS
+from ..data.validate import forget_stale_coco_conversion
 from .backends import evaluate_coco_faster, faster_coco_gt, resolve_backend
 
 __all__ = ["COCOEvaluator"]
@@ -51,6 +52,7 @@ class COCOEvaluator(_D2COCOEvaluator):
             )
         self.backend = resolve_backend(backend)
         self._faster_gt = None
+        forget_stale_coco_conversion(dataset_name)  # converted again below, into output_dir
         super().__init__(
             dataset_name,
             tasks,

@@ -71,3 +71,31 @@ def test_zero_usable_images(tmp_path):
     with pytest.raises(ValueError, match="no image with a usable box"):
         checked_dataset_dicts(name)
     assert len(checked_dataset_dicts(name, filter_empty=False)) == 1
+
+
+def test_deleted_coco_conversion_cache_is_converted_again(tmp_path):
+    from detectron2.data import MetadataCatalog
+    from freezedet.evaluation import COCOEvaluator
+
+    name = "toy_conversion_cache_validate"
+    records = [dict(_records(tmp_path)[0], annotations=_records(tmp_path)[0]["annotations"][:1])]
+    DatasetCatalog.register(name, lambda: records)
+    MetadataCatalog.get(name).set(thing_classes=["thing"])
+    first, second = tmp_path / "run1", tmp_path / "run2"
+    COCOEvaluator(name, output_dir=str(first))
+    assert MetadataCatalog.get(name).json_file == str(first / f"{name}_coco_format.json")
+    for f in first.iterdir():
+        f.unlink()
+    first.rmdir()
+    # training reads records from the dataset's function, not from the (deleted) cache
+    assert len(checked_dataset_dicts(name)) == 1
+    evaluator = COCOEvaluator(name, output_dir=str(second))
+    cache = second / f"{name}_coco_format.json"
+    assert MetadataCatalog.get(name).json_file == str(cache) and cache.is_file()
+    assert len(evaluator._coco_api.getAnnIds()) == 1
+    # a missing json that is not a conversion cache is still an error
+    other = "toy_missing_json_validate"
+    DatasetCatalog.register(other, lambda: records)
+    MetadataCatalog.get(other).set(json_file=str(tmp_path / "nowhere" / "instances.json"))
+    with pytest.raises(FileNotFoundError, match=r"'toy_missing_json_validate': annotation file"):
+        checked_dataset_dicts(other)
