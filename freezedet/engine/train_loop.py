@@ -35,7 +35,9 @@ from detectron2.utils.events import JSONWriter
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
+from ..evaluation import PerHeadEvaluator
 from ..modeling.backbone import check_feature_cache_config, replace_batchnorm
+from ..modeling.meta_arch import ALL_HEADS
 from ..analysis.params import format_parameter_table, parameter_table
 from .checkpoint import AtomicDetectionCheckpointer
 from .resumable import RNGStateHook, WeightSyncCheck, deferred_train_loader
@@ -138,34 +140,43 @@ def do_test(cfg, model):
     """Evaluate on ``cfg.dataloader.test`` with ``cfg.dataloader.evaluator``; returns metrics.
 
     A model with several detectors (``head_names``, e.g. ``SharedTrunkDetectors``) is evaluated
-    once per detector, its results keyed ``"<head>/<task>"``."""
+    in one pass over the data (one trunk pass per image), each detector by its own instance of
+    the evaluator (output dir ``<output_dir>/<head>``), its results keyed ``"<head>/<task>"``."""
     if "evaluator" not in cfg.dataloader:
         return {}
     heads = getattr(getattr(model, "module", model), "head_names", None)
     return _test_each_head(cfg, model, heads) if heads else _test_one(cfg, model)
 
 
+def _evaluator_output_dir(cfg):
+    # detectron2 caches the converted ground truth there for datasets not in COCO format
+    return cfg.dataloader.evaluator.get("output_dir", None) or os.path.join(
+        cfg.train.output_dir, "inference"
+    )
+
+
 def _test_each_head(cfg, model, heads):
     inner = getattr(model, "module", model)
-    evaluator = cfg.dataloader.evaluator
-    base = evaluator.get("output_dir", None) or os.path.join(cfg.train.output_dir, "inference")
-    results = {}
+    base = _evaluator_output_dir(cfg)
+    evaluators = {}
+    for name in heads:
+        evaluator_cfg = cfg.dataloader.evaluator.copy()
+        evaluator_cfg.output_dir = os.path.join(base, name)
+        evaluators[name] = instantiate(evaluator_cfg)
+    previous, inner.eval_head = inner.eval_head, ALL_HEADS
     try:
-        for name in heads:
-            inner.eval_head, evaluator.output_dir = name, os.path.join(base, name)
-            results.update({f"{name}/{k}": v for k, v in _test_one(cfg, model).items()})
+        return _inference(cfg, model, PerHeadEvaluator(evaluators))
     finally:
-        inner.eval_head, evaluator.output_dir = None, base
-    return results
+        inner.eval_head = previous
 
 
 def _test_one(cfg, model):
-    if cfg.dataloader.evaluator.get("output_dir", None) is None:
-        # detectron2 caches the converted ground truth there for datasets not in COCO format
-        cfg.dataloader.evaluator.output_dir = os.path.join(cfg.train.output_dir, "inference")
-    ret = inference_on_dataset(
-        model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
-    )
+    cfg.dataloader.evaluator.output_dir = _evaluator_output_dir(cfg)
+    return _inference(cfg, model, instantiate(cfg.dataloader.evaluator))
+
+
+def _inference(cfg, model, evaluator):
+    ret = inference_on_dataset(model, instantiate(cfg.dataloader.test), evaluator)
     if comm.is_main_process() and ret:
         print_csv_format(ret)
     return ret

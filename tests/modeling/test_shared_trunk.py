@@ -13,7 +13,8 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from freezedet.engine import do_test, load_config
 from freezedet.model_zoo import configs_root
-from freezedet.modeling.meta_arch import SharedTrunkDetectors
+from freezedet.evaluation import PerHeadEvaluator
+from freezedet.modeling.meta_arch import ALL_HEADS, SharedTrunkDetectors
 
 CONFIG = os.path.join(configs_root(), "DeepForest", "shared_trunk_effl0_frozen.py")
 
@@ -113,8 +114,11 @@ def test_trainable_trunk_is_refused(cfg):
 
 
 class _CountingEvaluator(DatasetEvaluator):
+    output_dirs = []  # of every instance, in construction order
+
     def __init__(self, output_dir=None):
         self.output_dir = output_dir
+        self.output_dirs.append(output_dir)
 
     def reset(self):
         self.n = 0
@@ -126,7 +130,39 @@ class _CountingEvaluator(DatasetEvaluator):
         return {"bbox": {"images": self.n}}
 
 
-def test_do_test_evaluates_each_head(cfg, model, synthetic_dataset, tmp_path):
+def test_all_heads_inference_equals_each_head_alone(model):
+    model.eval()
+    inputs = [{k: v for k, v in x.items() if k != "instances"} for x in _inputs(2)]
+    calls = []
+    hook = model.trunk.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        with torch.no_grad():
+            model.eval_head = ALL_HEADS
+            together = model(inputs)
+            assert len(calls) == 1, "all heads must come from one trunk pass"
+            for name in model.head_names:
+                model.eval_head = name
+                alone = model(inputs)
+                for i in range(len(inputs)):
+                    a, b = together[i][name]["instances"], alone[i]["instances"]
+                    torch.testing.assert_close(a.pred_boxes.tensor, b.pred_boxes.tensor)
+                    torch.testing.assert_close(a.scores, b.scores)
+            model.eval_head = "retinanet"
+            with pytest.raises(KeyError, match="eval_head='retinanet': no such head"):
+                model(inputs)
+    finally:
+        hook.remove()
+        model.eval_head = None
+
+
+def test_per_head_evaluator_names_a_missing_head():
+    evaluator = PerHeadEvaluator({"fpn": _CountingEvaluator()})
+    evaluator.reset()
+    with pytest.raises(KeyError, match="an output has no head 'fpn'"):
+        evaluator.process([{}], [{"instances": []}])
+
+
+def test_do_test_evaluates_each_head_in_one_pass(cfg, model, synthetic_dataset, tmp_path):
     c = cfg.copy()
     c.dataloader.test.dataset.names = synthetic_dataset[1]
     c.dataloader.test.num_workers = 0
@@ -140,11 +176,13 @@ def test_do_test_evaluates_each_head(cfg, model, synthetic_dataset, tmp_path):
         return forward(self, batched_inputs)
 
     SharedTrunkDetectors.forward = spy
+    _CountingEvaluator.output_dirs.clear()
     try:
         results = do_test(c, model.eval())
     finally:
         SharedTrunkDetectors.forward = forward
     assert results == {f"{h}/bbox": {"images": 4} for h in model.head_names}
-    assert c.dataloader.evaluator.output_dir == os.path.join(str(tmp_path), "inference")
-    assert seen == ["fpn"] * 4 + ["nasfpn"] * 4 + ["cascade_nasfpn"] * 4
+    base = os.path.join(str(tmp_path), "inference")
+    assert _CountingEvaluator.output_dirs == [os.path.join(base, h) for h in model.head_names]
+    assert seen == [ALL_HEADS] * 4  # one forward (one trunk pass) per test image
     assert model.eval_head is None

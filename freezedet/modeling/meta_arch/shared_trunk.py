@@ -19,7 +19,9 @@ from torch import nn
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, GeneralizedRCNN
 from detectron2.structures import ImageList
 
-__all__ = ["SharedTrunkDetectors"]
+__all__ = ["ALL_HEADS", "SharedTrunkDetectors"]
+
+ALL_HEADS = "*"  # eval_head value: inference returns {head name: outputs} for every image
 
 _TRUNK_KEY = "backbone.bottom_up."  # where a GeneralizedRCNN keeps its trunk
 
@@ -83,11 +85,12 @@ class SharedTrunkDetectors(nn.Module):
                 trunk's outputs; their own trunks are dropped.
             names (Sequence[str]): one name per detector, used as loss prefix and for export.
             eval_head (str or None): the detector whose outputs inference returns (default:
-                the first).
+                the first), or ``ALL_HEADS``: every detector's, as ``{name: outputs}`` per image.
         """
         super().__init__()
         assert len(detectors) == len(names) > 0, f"{len(detectors)} detectors, names {names}"
         assert len(set(names)) == len(names), f"names must be unique: {names}"
+        assert ALL_HEADS not in names, f"{ALL_HEADS!r} is reserved (eval_head=ALL_HEADS)"
         trainable = [n for n, p in trunk.named_parameters() if p.requires_grad]
         if trainable:
             raise ValueError(
@@ -135,20 +138,40 @@ class SharedTrunkDetectors(nn.Module):
 
     def forward(self, batched_inputs: List[Dict]):
         """Training: the losses of all detectors, prefixed ``"<name>/"``. Inference: the outputs
-        of ``eval_head``."""
+        of ``eval_head``; with ``ALL_HEADS``, ``{name: outputs}`` per image for every detector,
+        all from one trunk pass."""
+        every = self.training or self.eval_head == ALL_HEADS
+        heads = self.head_names if every else [self._eval_head_name()]
         images = self._share(batched_inputs)
         try:
-            if not self.training:
-                det = self.detectors[self.head_names.index(self.eval_head or self.head_names[0])]
-                return self._inference(det, images, batched_inputs)
-            gt = [x["instances"].to(self.device) for x in batched_inputs]
-            losses = {}
-            for name, det in zip(self.head_names, self.detectors):
-                losses.update({f"{name}/{k}": v for k, v in self._losses(det, images, gt).items()})
-            return losses
+            if self.training:
+                gt = [x["instances"].to(self.device) for x in batched_inputs]
+                losses = {}
+                for name in heads:
+                    det_losses = self._losses(self._detector(name), images, gt)
+                    losses.update({f"{name}/{k}": v for k, v in det_losses.items()})
+                return losses
+            outputs = {
+                name: self._inference(self._detector(name), images, batched_inputs)
+                for name in heads
+            }
         finally:
             for det in self.detectors:
                 det.backbone.bottom_up.features = None
+        if self.eval_head != ALL_HEADS:
+            return outputs[heads[0]]
+        return [{name: outputs[name][i] for name in heads} for i in range(len(batched_inputs))]
+
+    def _detector(self, name: str) -> nn.Module:
+        return self.detectors[self.head_names.index(name)]
+
+    def _eval_head_name(self) -> str:
+        name = self.eval_head or self.head_names[0]
+        if name not in self.head_names:
+            raise KeyError(
+                f"eval_head={name!r}: no such head; heads: {self.head_names}, or {ALL_HEADS!r}"
+            )
+        return name
 
     @staticmethod
     def _losses(det, images, gt):
@@ -169,7 +192,7 @@ class SharedTrunkDetectors(nn.Module):
         """Detector ``name`` with the trunk, as the state dict of the stand-alone detector."""
         if name not in self.head_names:
             raise KeyError(f"no head {name!r}; heads: {self.head_names}")
-        sd = dict(self.detectors[self.head_names.index(name)].state_dict())
+        sd = dict(self._detector(name).state_dict())
         sd.update({_TRUNK_KEY + k: v for k, v in self.trunk.state_dict().items()})
         return sd
 
