@@ -158,6 +158,7 @@ def _evaluator_output_dir(cfg):
 def _test_each_head(cfg, model, heads):
     inner = getattr(model, "module", model)
     base = _evaluator_output_dir(cfg)
+    loader = instantiate(cfg.dataloader.test)  # first: it may register the evaluators' dataset
     evaluators = {}
     for name in heads:
         evaluator_cfg = cfg.dataloader.evaluator.copy()
@@ -165,18 +166,19 @@ def _test_each_head(cfg, model, heads):
         evaluators[name] = instantiate(evaluator_cfg)
     previous, inner.eval_head = inner.eval_head, ALL_HEADS
     try:
-        return _inference(cfg, model, PerHeadEvaluator(evaluators))
+        return _inference(model, loader, PerHeadEvaluator(evaluators))
     finally:
         inner.eval_head = previous
 
 
 def _test_one(cfg, model):
     cfg.dataloader.evaluator.output_dir = _evaluator_output_dir(cfg)
-    return _inference(cfg, model, instantiate(cfg.dataloader.evaluator))
+    loader = instantiate(cfg.dataloader.test)  # first: it may register the evaluator's dataset
+    return _inference(model, loader, instantiate(cfg.dataloader.evaluator))
 
 
-def _inference(cfg, model, evaluator):
-    ret = inference_on_dataset(model, instantiate(cfg.dataloader.test), evaluator)
+def _inference(model, loader, evaluator):
+    ret = inference_on_dataset(model, loader, evaluator)
     if comm.is_main_process() and ret:
         print_csv_format(ret)
     return ret
