@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import os
+import textwrap
 from collections import OrderedDict, defaultdict
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -231,6 +232,12 @@ def _ordered(rows, axis):
     return seen
 
 
+def _suptitle(fig, text: str, fontsize: int = 10):
+    """A figure title wrapped to the figure's width (a one-panel figure is narrow)."""
+    chars = int(fig.get_figwidth() * 72 / (0.6 * fontsize))
+    fig.suptitle(textwrap.fill(text, max(chars, 20)), fontsize=fontsize)
+
+
 def plot_study(rows: Sequence[dict], out_dir: str, title: str = "") -> List[str]:
     """The six study plots as PNGs under ``out_dir``; returns their paths.
 
@@ -301,7 +308,7 @@ def plot_study(rows: Sequence[dict], out_dir: str, title: str = "") -> List[str]
             handles, labels = ax.get_legend_handles_labels()
             uniq = OrderedDict(zip(labels, handles))
             ax.legend(uniq.values(), uniq.keys(), fontsize=7)
-    fig.suptitle("AP per mode x neck (bar: seed mean, dots: seeds)" + suffix, fontsize=10)
+    _suptitle(fig, "AP per mode x neck (bar: seed mean, dots: seeds)" + suffix)
     save(fig, PLOTS[0])
 
     # 2. AP vs ImageNet top-1 on log-odds axes, Pearson r + bootstrap CI per neck x mode
@@ -397,7 +404,7 @@ def plot_study(rows: Sequence[dict], out_dir: str, title: str = "") -> List[str]
         ax.set_ylabel("box AP")
         ax.set_title(f"{neck}, {main_ds}")
         ax.legend(fontsize=6)
-    fig.suptitle("AP vs iteration (convergence)" + suffix, fontsize=10)
+    _suptitle(fig, "AP vs iteration (convergence)" + suffix)
     save(fig, PLOTS[4])
 
     # 6. AP by object size, seed means of (neck, mode), one panel per backbone
@@ -423,9 +430,7 @@ def plot_study(rows: Sequence[dict], out_dir: str, title: str = "") -> List[str]
         ax.set_xticklabels([f"{n}\n{m}" for n, m in configs], fontsize=7, rotation=30)
         ax.set_title(f"{bb}, {main_ds}")
         ax.legend(fontsize=7)
-    fig.suptitle(
-        "AP by object size (COCO areas; missing bar: no objects of that size)" + suffix, fontsize=10
-    )
+    _suptitle(fig, "AP by object size (COCO areas; missing bar: no objects of that size)" + suffix)
     save(fig, PLOTS[5])
     return paths
 
