@@ -1,12 +1,17 @@
 """K detectors on one shared frozen trunk (SharedTrunkDetectors, one trunk pass per step) vs the
-same K detectors as separate models, side by side: one shared step vs K separate steps.
+same K detectors as separate models, side by side: one shared step vs K separate steps; and
+inference of all K heads from one trunk pass (``eval_head=ALL_HEADS``, what ``do_test`` runs) vs
+one shared-model pass per head.
 
 Detectors: Faster R-CNN + FPN, Faster R-CNN + NAS-FPN, Cascade R-CNN + NAS-FPN on a frozen
 EfficientNet-Lite0 (the DeepForest CPU recipes).
 """
 
+import torch
+
 from common import build_from_config, child_memory, deepforest_batches, header, interleaved
 from common import parser, run_child, saved_mb, table, train_step_fn
+from freezedet.modeling.meta_arch import ALL_HEADS
 
 SHARED = "DeepForest/shared_trunk_effl0_frozen.py"
 SEPARATE = {
@@ -60,6 +65,28 @@ def main():
     print(header("K shared heads vs K separate models", args))
     print(f"input: {tuple(batch[0]['image'].shape)} DeepForest train tiles\n")
     print(table(rows, cols))
+
+    inputs = [{k: v for k, v in x.items() if k != "instances"} for x in batch]
+    evals = {
+        "all heads, one trunk pass": _inference_fn(shared, inputs, [ALL_HEADS]),
+        "one pass per head": _inference_fn(shared, inputs, shared.head_names),
+    }
+    med = interleaved(evals, args.warmup, args.repeats, args.device)
+    base = med["one pass per head"]
+    print("\ninference of the 3 heads (shared model, no_grad):\n")
+    print(table([[k, v, v / base] for k, v in med.items()], ["", "s/batch", "time / per head"]))
+
+
+def _inference_fn(model, inputs, heads):
+    def run():
+        model.eval()
+        with torch.no_grad():
+            for head in heads:
+                model.eval_head = head
+                model(inputs)
+        model.eval_head = None
+
+    return run
 
 
 if __name__ == "__main__":
