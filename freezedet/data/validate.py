@@ -96,6 +96,14 @@ def check_records(
     return out
 
 
+def _missing_json_file(name: str):
+    """Dataset ``name``'s registered ``json_file`` if it is a local path that does not exist."""
+    json_file = MetadataCatalog.get(name).get("json_file", None)
+    if json_file and "://" not in json_file and not os.path.isfile(json_file):
+        return json_file
+    return None
+
+
 def forget_stale_coco_conversion(name: str) -> bool:
     """Drop ``json_file`` from dataset ``name``'s metadata when it is detectron2's COCO
     conversion cache and that file is gone; return whether it did.
@@ -107,13 +115,8 @@ def forget_stale_coco_conversion(name: str) -> bool:
     makes the next ``COCOEvaluator`` convert again into its own output directory.
     """
     meta = MetadataCatalog.get(name)
-    json_file = meta.get("json_file", None)
-    if (
-        json_file
-        and os.path.basename(json_file) == f"{name}_coco_format.json"
-        and "://" not in json_file
-        and not os.path.isfile(json_file)
-    ):
+    json_file = _missing_json_file(name)
+    if json_file and os.path.basename(json_file) == f"{name}_coco_format.json":
         logger.info(f"dataset {name!r}: COCO conversion cache {json_file} is gone; forgetting it")
         delattr(meta, "json_file")
         return True
@@ -126,8 +129,8 @@ def _check_annotation_files(names: Sequence[str]):
     for name in names:
         if forget_stale_coco_conversion(name):
             continue  # records come from the dataset's own loader, not from the cache
-        json_file = MetadataCatalog.get(name).get("json_file", None)
-        if json_file and "://" not in json_file and not os.path.isfile(json_file):
+        json_file = _missing_json_file(name)
+        if json_file:
             root = os.getenv("DETECTRON2_DATASETS", "datasets")
             raise FileNotFoundError(
                 f"dataset {name!r}: annotation file {json_file} does not exist. detectron2's "
