@@ -4,12 +4,15 @@ import itertools
 import json
 import os
 
+import numpy as np
+
 from detectron2.evaluation import COCOEvaluator as _D2COCOEvaluator
 from detectron2.utils.file_io import PathManager
 
 from ..compat import HAS_COMPILED_OPS
 from ..data.validate import forget_stale_coco_conversion
 from .backends import evaluate_coco_faster, faster_coco_gt, resolve_backend
+from .box_pr import box_precision_recall, boxes_from_coco_results
 
 __all__ = ["COCOEvaluator"]
 
@@ -32,6 +35,7 @@ class COCOEvaluator(_D2COCOEvaluator):
         max_dets_per_image=None,
         use_fast_impl=None,
         backend="pycocotools",
+        box_pr=None,
         **kwargs,
     ):
         """
@@ -42,6 +46,9 @@ class COCOEvaluator(_D2COCOEvaluator):
             backend (str): "pycocotools" (detectron2's evaluation) or "faster_coco_eval" (same
                 metrics, C++; keypoints still use pycocotools). Falls back to pycocotools with
                 a warning when faster_coco_eval is not installed.
+            box_pr (dict or None): also report DeepForest's box precision / recall
+                (:mod:`freezedet.evaluation.box_pr`) as ``bbox/P@<iou>`` and ``bbox/R@<iou>``,
+                e.g. ``dict(iou_threshold=0.4, score_threshold=0.1)``; None: not reported.
         """
         if use_fast_impl is None:
             use_fast_impl = HAS_COMPILED_OPS
@@ -51,6 +58,7 @@ class COCOEvaluator(_D2COCOEvaluator):
                 "leave it None (auto) or build detectron2 from source."
             )
         self.backend = resolve_backend(backend)
+        self._box_pr = dict(box_pr) if box_pr else None
         self._faster_gt = None
         forget_stale_coco_conversion(dataset_name)  # converted again below, into output_dir
         super().__init__(
@@ -78,7 +86,31 @@ class COCOEvaluator(_D2COCOEvaluator):
 
     def _eval_predictions(self, predictions, img_ids=None):
         if self.backend == "pycocotools":
-            return super()._eval_predictions(predictions, img_ids=img_ids)
+            super()._eval_predictions(predictions, img_ids=img_ids)
+        else:
+            self._eval_predictions_faster(predictions, img_ids)
+        if self._box_pr and self._do_evaluation and "bbox" in self._results:
+            self._results["bbox"].update(self._box_precision_recall(predictions, img_ids))
+
+    def _box_precision_recall(self, predictions, img_ids):
+        api = self._coco_api
+        ids = api.getImgIds() if img_ids is None else list(img_ids)
+        gt = {}
+        for i in ids:
+            xywh = [a["bbox"] for a in api.imgToAnns[i] if not a.get("iscrowd", 0)]
+            gt[i] = np.asarray([[x, y, x + w, y + h] for x, y, w, h in xywh]).reshape(-1, 4)
+        boxes, scores = boxes_from_coco_results(
+            itertools.chain(*[p["instances"] for p in predictions])
+        )
+        pr = box_precision_recall(gt, boxes, scores, **self._box_pr)
+        iou = self._box_pr.get("iou_threshold", 0.4)
+        self._logger.info(
+            f"DeepForest box precision / recall at IoU {iou}: {pr['precision']:.1f} / "
+            f"{pr['recall']:.1f} over {pr['images']} images"
+        )
+        return {f"P@{iou}": pr["precision"], f"R@{iou}": pr["recall"]}
+
+    def _eval_predictions_faster(self, predictions, img_ids):
         results = self._unmapped_results(predictions)
         tasks = self._tasks or self._tasks_from_predictions(results)
         if self._output_dir:

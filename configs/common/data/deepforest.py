@@ -45,4 +45,6 @@ dataloader.evaluator = L(COCOEvaluator)(
     dataset_name="${..test.dataset.names}",
     # dense tree crowns: tiles hold more than COCO's 100 objects
     max_dets_per_image=300,
+    # DeepForest's own measure: box precision / recall at IoU 0.4, scores >= 0.1 (its config)
+    box_pr=dict(iou_threshold=0.4, score_threshold=0.1),
 )
