@@ -13,6 +13,7 @@ from detectron2.config import LazyCall as L
 from detectron2.config import instantiate
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
+from freezedet.data.transforms import RandomRot90
 from freezedet.engine import load_config
 from freezedet.model_zoo import configs_root
 from freezedet.modeling.backbone import (
@@ -71,10 +72,16 @@ def test_refuses_random_augmentations_by_name():
             T.RandomFlip(horizontal=False, vertical=True),
             L(T.ResizeShortestEdge)(short_edge_length=400, max_size=1333),
             T.ResizeShortestEdge(short_edge_length=[512], sample_style="choice"),
+            # a finite choice of sizes and the 8 symmetries of the square: every view recurs
+            L(T.ResizeShortestEdge)(short_edge_length=(400, 480, 560), sample_style="choice"),
+            L(RandomRot90)(),
         ]
     )
     bad = {
         "ResizeShortestEdge": L(T.ResizeShortestEdge)(short_edge_length=(320, 480)),
+        "ResizeScale": L(T.ResizeScale)(
+            min_scale=0.5, max_scale=2.0, target_height=400, target_width=400
+        ),
         "RandomBrightness": T.RandomBrightness(0.9, 1.1),
         "RandomCrop": L(T.RandomCrop)(crop_type="relative", crop_size=(0.5, 0.5)),
     }

@@ -1,8 +1,9 @@
 """A cache of frozen-trunk features, for training with a finite input pipeline.
 
 A frozen trunk maps the same input to the same features in every epoch. When the training
-augmentations are deterministic up to a finite choice (flips, one fixed resize), every
-(image, view) pair recurs, and its trunk features can be computed once and reused.
+augmentations are deterministic up to a finite choice (flips, 90-degree rotations, a finite set
+of sizes), every (image, view) pair recurs, and its trunk features can be computed once and
+reused.
 
 Keys are a BLAKE2b hash of the *preprocessed, padded* per-image input tensor (normalized pixels,
 its shape and dtype). This needs no cooperation from the data mapper and cannot go stale: a
@@ -134,13 +135,14 @@ class FeatureCache:
 
 
 # deterministic up to a finite choice: cacheable
-_CACHEABLE = ("RandomFlip", "NoOpAugmentation")
+_CACHEABLE = ("RandomFlip", "RandomRot90", "NoOpAugmentation")
 
 
 def check_cacheable_augmentations(augmentations) -> None:
     """Raise ``ValueError`` naming the first augmentation that makes inputs vary without end.
 
-    Allowed: flips, ``ResizeShortestEdge`` with one size ("choice" style), fixed ``Resize``.
+    Allowed: flips, 90-degree rotations, fixed ``Resize``, ``ResizeShortestEdge`` with one size or
+    a finite "choice" of sizes (each tile then has one cached view per size and symmetry).
     ``augmentations`` are objects or LazyCall configs of ``detectron2.data.transforms``.
     """
     for aug in augmentations or []:
@@ -153,15 +155,15 @@ def check_cacheable_augmentations(augmentations) -> None:
             lengths = args.get("short_edge_length")
             lengths = [lengths] if isinstance(lengths, int) else list(lengths)
             style = args.get("sample_style", "range")
-            if len(set(lengths)) == 1 or (style == "choice" and len(lengths) == 1):
+            if len(set(lengths)) == 1 or style == "choice":
                 continue
             why = f"short_edge_length={lengths}, sample_style={style!r} samples a new size"
         else:
             why = "it is random (crop, scale jitter or photometric) or unknown to the cache check"
         raise ValueError(
             f"feature cache refused: train augmentation {name} ({why}), so trunk inputs never "
-            "repeat and cached features would never be reused. Use only flips and one fixed "
-            "size, or set the trunk's feature_cache=None."
+            "repeat and cached features would never be reused. Use only flips, 90-degree "
+            "rotations and a finite choice of sizes, or set the trunk's feature_cache=None."
         )
 
 
