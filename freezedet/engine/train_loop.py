@@ -205,22 +205,34 @@ def _clip_gradients(optimizer, clip_cfg):
 
 
 class _StepStats(hooks.HookBase):
-    """Records s/iter (data + compute), peak memory and the unsmoothed total loss (detectron2's
-    writers report a 20-iteration median) into the event storage."""
+    """Records s/iter (data + compute), the training wall-clock so far (``train_time_s``: the
+    sum of step times, evaluation and checkpointing excluded; kept across ``--resume``), peak
+    memory and the unsmoothed total loss (detectron2's writers report a 20-iteration median)
+    into the event storage."""
 
     def __init__(self, device):
         self._device = device
+        self._train_time = 0.0
 
     def before_step(self):
         self._t0 = time.perf_counter()
 
     def after_step(self):
         storage = self.trainer.storage
-        storage.put_scalar("s_per_iter", time.perf_counter() - self._t0, smoothing_hint=True)
+        step = time.perf_counter() - self._t0
+        self._train_time += step
+        storage.put_scalar("s_per_iter", step, smoothing_hint=True)
+        storage.put_scalar("train_time_s", self._train_time, smoothing_hint=False)
         storage.put_scalar("peak_mem_mb", peak_memory_mb(self._device), smoothing_hint=False)
         if "total_loss" in storage.histories():
             total = storage.history("total_loss").latest()
             storage.put_scalar("total_loss_raw", total, smoothing_hint=False)
+
+    def state_dict(self):
+        return {"train_time_s": self._train_time}
+
+    def load_state_dict(self, state):
+        self._train_time = float(state["train_time_s"])
 
 
 def build_model(cfg):

@@ -55,6 +55,10 @@ def test_train_resume_eval_only(synthetic_run_opts, tmp_path):
     )
     resumed = [m["iteration"] for m in _metrics(out) if "total_loss" in m]
     assert resumed[-2:] == [4, 5], resumed
+    # the training wall-clock is checkpointed: the resumed run continues it, never restarts it
+    clock = [m["train_time_s"] for m in _metrics(out) if "train_time_s" in m]
+    assert len(clock) == 6 and all(b > a for a, b in zip(clock, clock[1:])), clock
+    assert ckpt["trainer"]["hooks"]["_StepStats"]["train_time_s"] == pytest.approx(clock[3])
     ckpt2 = torch.load(os.path.join(out, "model_final.pth"), weights_only=False)
     assert ckpt2["iteration"] == 5
     assert ckpt2["trainer"]["hooks"]["LRScheduler"]["last_epoch"] == 6
