@@ -12,18 +12,27 @@ Runtime fixes (applied by :func:`apply_all`):
 2. ``hooks.LRScheduler`` checkpointing: v0.6 only saves/loads schedulers that subclass the
    deprecated ``torch.optim.lr_scheduler._LRScheduler``; torch 2's built-in schedulers subclass
    ``LRScheduler`` and their state was silently dropped, so ``--resume`` restarted their schedule.
-3. ``detectron2.export`` imports caffe2 (removed from torch 2) in its ``__init__``, which also
-   breaks ``detectron2.utils.analysis`` (FLOP counting). The package is registered without its
-   caffe2 parts: :func:`import_export` returns the caffe2-free module.
+3. ``detectron2.export`` imports caffe2 (removed from torch 2) in its ``__init__``, which breaks
+   ``from detectron2.export import TracingAdapter`` and ``detectron2.utils.analysis`` (FLOP
+   counting). The package is registered without its caffe2 parts, as detectron2 main does; the
+   caffe2 exporter's names (``Caffe2Tracer`` ...) raise an ``ImportError`` saying what to use.
+4. ``detectron2.model_zoo`` imports ``pkg_resources`` (removed from setuptools 81) for one call,
+   ``resource_filename``, which breaks ``model_zoo.get_config`` and ``detectron2.utils.testing``.
+   It is imported with a stand-in for that one function, visible to nothing else: ``import
+   pkg_resources`` elsewhere still fails as before.
+
+freezedet's own pure-Python install (``tools/install_detectron2.py``) patches 3 and 4 into the
+installed sources, as detectron2 main fixed them, so they work there without ``import freezedet``
+and both probes find nothing to fix; the runtime fixes serve a v0.6 installed some other way.
 
 Helpers used instead of v0.6 APIs that hard-code CUDA:
 
-4. :func:`launch`: v0.6's ``launch`` asserts CUDA and uses NCCL. On CUDA we call detectron2's
+5. :func:`launch`: v0.6's ``launch`` asserts CUDA and uses NCCL. On CUDA we call detectron2's
    own ``launch``; on CPU we start the same number of processes with the gloo backend.
-5. :func:`create_ddp_model`: DDP on CPU needs ``device_ids=None``.
+6. :func:`create_ddp_model`: DDP on CPU needs ``device_ids=None``.
 7. Import-time noise: detectron2 v0.6 calls ``torch.jit.script`` at import, which torch 2.14
    deprecates with a FutureWarning per call; that warning is silenced (only that message).
-6. :data:`HAS_COMPILED_OPS`: False on the pure-Python install (``detectron2._C`` is a stand-in
+8. :data:`HAS_COMPILED_OPS`: False on the pure-Python install (``detectron2._C`` is a stand-in
    whose ops raise a clear error); used to pick implementations that need no compiled op (e.g.
    the COCO evaluator's ``use_fast_impl``).
 """
@@ -31,6 +40,7 @@ Helpers used instead of v0.6 APIs that hard-code CUDA:
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 import types
 import warnings
@@ -138,38 +148,92 @@ def _fix_lr_hook_state():
 
 
 # 3. detectron2.export without caffe2 -------------------------------------------------------------
-def import_export() -> types.ModuleType:
-    """``import detectron2.export``, registering only its caffe2-free parts where caffe2 is gone.
+_CAFFE2_EXPORTER = (
+    "Caffe2Tracer",
+    "Caffe2Model",
+    "export_caffe2_model",
+    "export_onnx_model",
+    "add_export_config",
+)
 
-    Returns the ``detectron2.export`` module; ``TracingAdapter``, ``scripting_with_instances``
-    and ``dump_torchscript_IR`` are available on either route.
-    """
-    if "detectron2.export" in sys.modules:
-        return sys.modules["detectron2.export"]
+
+def _export_imports_caffe2() -> bool:
     try:
-        return importlib.import_module("detectron2.export")
+        importlib.import_module("detectron2.export")
     except ImportError as e:
-        if "caffe2" not in str(e):
-            raise
-        sys.modules.pop("detectron2.export", None)
+        return (e.name or "").split(".")[0] == "caffe2"
+    return False
+
+
+def _caffe2_exporter_unavailable(name):
+    """Module ``__getattr__`` of the caffe2-free ``detectron2.export``."""
+    if name in _CAFFE2_EXPORTER:
+        raise ImportError(
+            f"detectron2.export.{name} is detectron2's caffe2 exporter, which needs caffe2 "
+            "(removed from PyTorch 2: torch<2 built with caffe2). Without caffe2, export with "
+            "detectron2.export.TracingAdapter (torch.jit.trace) or "
+            "detectron2.export.scripting_with_instances.",
+            name="caffe2",
+        )
+    raise AttributeError(f"module 'detectron2.export' has no attribute {name!r}")
+
+
+def _register_export_without_caffe2():
     spec = importlib.util.find_spec("detectron2.export")
-    module = types.ModuleType("detectron2.export")
+    module = types.ModuleType("detectron2.export", "detectron2.export without its caffe2 parts")
     module.__path__ = list(spec.submodule_search_locations)
     module.__file__ = spec.origin
+    module.__spec__ = spec
     module.__package__ = "detectron2.export"
+    module.__getattr__ = _caffe2_exporter_unavailable
     sys.modules["detectron2.export"] = module
-    flatten = importlib.import_module("detectron2.export.flatten")
-    torchscript = importlib.import_module("detectron2.export.torchscript")
-    module.TracingAdapter = flatten.TracingAdapter
-    module.scripting_with_instances = torchscript.scripting_with_instances
-    module.dump_torchscript_IR = torchscript.dump_torchscript_IR
     detectron2.export = module
-    if "detectron2.export (caffe2-free)" not in applied_fixes:
-        applied_fixes.append("detectron2.export (caffe2-free)")
-    return module
+    from detectron2.export.flatten import TracingAdapter
+    from detectron2.export.torchscript import dump_torchscript_IR, scripting_with_instances
+
+    module.TracingAdapter = TracingAdapter
+    module.scripting_with_instances = scripting_with_instances
+    module.dump_torchscript_IR = dump_torchscript_IR
+    module.__all__ = ["TracingAdapter", "scripting_with_instances", "dump_torchscript_IR"]
 
 
-# 4. launch ----------------------------------------------------------------------------------------
+def import_export() -> types.ModuleType:
+    """``import detectron2.export`` (caffe2-free where caffe2 is gone, see fix 3).
+
+    ``TracingAdapter``, ``scripting_with_instances`` and ``dump_torchscript_IR`` are available
+    on either route.
+    """
+    return importlib.import_module("detectron2.export")
+
+
+# 4. detectron2.model_zoo without pkg_resources ---------------------------------------------------
+def _model_zoo_imports_pkg_resources() -> bool:
+    try:
+        importlib.import_module("detectron2.model_zoo")
+    except ImportError as e:
+        return e.name == "pkg_resources"
+    return False
+
+
+def _resource_filename(package: str, resource_name: str) -> str:
+    """``pkg_resources.resource_filename`` for a package installed as files (detectron2's)."""
+    return os.path.join(os.path.dirname(importlib.import_module(package).__file__), resource_name)
+
+
+def _import_model_zoo_without_pkg_resources():
+    # model_zoo's other imports first, so that the stand-in below is seen by model_zoo.py alone
+    for name in ("detectron2.checkpoint", "detectron2.config", "detectron2.modeling"):
+        importlib.import_module(name)
+    standin = types.ModuleType("pkg_resources", "freezedet.compat: resource_filename only")
+    standin.resource_filename = _resource_filename
+    sys.modules["pkg_resources"] = standin
+    try:
+        importlib.import_module("detectron2.model_zoo")
+    finally:
+        del sys.modules["pkg_resources"]
+
+
+# 5. launch ----------------------------------------------------------------------------------------
 def _cpu_worker(
     local_rank, main_func, world_size, procs_per_machine, machine_rank, dist_url, args, timeout
 ):
@@ -247,7 +311,7 @@ def launch(
     )
 
 
-# 5. DDP ---------------------------------------------------------------------------------------------
+# 6. DDP ---------------------------------------------------------------------------------------------
 def create_ddp_model(model, *, fp16_compression=False, **kwargs):
     """Wrap ``model`` in DDP if world size > 1; ``device_ids=None`` for CPU models."""
     from detectron2.utils import comm
@@ -272,6 +336,16 @@ _FIXES = [
         "LRScheduler hook drops torch 2 scheduler state",
         _lr_hook_drops_torch_scheduler_state,
         _fix_lr_hook_state,
+    ),
+    (
+        "detectron2.export imports caffe2",
+        _export_imports_caffe2,
+        _register_export_without_caffe2,
+    ),
+    (
+        "detectron2.model_zoo imports pkg_resources",
+        _model_zoo_imports_pkg_resources,
+        _import_model_zoo_without_pkg_resources,
     ),
 ]
 

@@ -182,7 +182,9 @@ class _FreezableTrunk:
 
     def _run_trunk(self, x: torch.Tensor):
         """The trunk's feature maps (a list in ``_out_features`` order)."""
-        if not (self.is_frozen and not self.num_adapters):
+        # traced, the trunk itself runs: through the runtime copy its weights would become
+        # constants of the graph, which a later load_state_dict of the traced module never reaches
+        if torch.jit.is_tracing() or not (self.is_frozen and not self.num_adapters):
             with self._trunk_context():
                 self.trunk_calls += 1
                 return self._trunk_forward(self._trunk_module(), x)
