@@ -6,27 +6,47 @@ import os
 import statistics
 import time
 
-import cv2
 import numpy as np
 import torch
 
 from detectron2.config import instantiate
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.data.detection_utils import read_image
-from detectron2.utils.visualizer import Visualizer
+from detectron2.structures import BoxMode
 
 from ..analysis.params import parameter_table
 from .checkpoint import AtomicDetectionCheckpointer
 from .train_loop import argument_parser, load_config, main
 
-__all__ = ["run_demo", "summarize_run", "draw_predictions"]
+__all__ = ["run_demo", "summarize_run", "learning_curve", "draw_predictions"]
 
 logger = logging.getLogger(__name__)
 
 
+def learning_curve(metrics_path: str) -> list:
+    """The evaluations of a run, in order: ``{"iter", "minutes", "AP", "AP50", "AP75", ...}``
+    (``minutes``: training wall-clock up to that iteration, evaluation excluded)."""
+    clock, evals = {}, {}
+    with open(metrics_path) as f:
+        for line in f:
+            m = json.loads(line)
+            if "train_time_s" in m:
+                clock[m["iteration"]] = m["train_time_s"] / 60
+            if "bbox/AP" in m:
+                evals[m["iteration"]] = {
+                    k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("bbox/")
+                }
+    curve = []
+    for it in sorted(evals):
+        before = [i for i in clock if i <= it]
+        curve.append({"iter": it, "minutes": clock[max(before)] if before else None, **evals[it]})
+    return curve
+
+
 def summarize_run(cfg, results, wall_s: float) -> dict:
     """One dict with the numbers a user wants to see after a run."""
-    with open(os.path.join(cfg.train.output_dir, "metrics.json")) as f:
+    metrics_path = os.path.join(cfg.train.output_dir, "metrics.json")
+    with open(metrics_path) as f:
         metrics = [json.loads(line) for line in f]
     steps = [m["s_per_iter"] for m in metrics if "s_per_iter" in m]
     mem = [m["peak_mem_mb"] for m in metrics if "peak_mem_mb" in m]
@@ -37,6 +57,9 @@ def summarize_run(cfg, results, wall_s: float) -> dict:
         "AP": bbox.get("AP"),
         "AP50": bbox.get("AP50"),
         "AP75": bbox.get("AP75"),
+        "P@0.4": bbox.get("P@0.4"),
+        "R@0.4": bbox.get("R@0.4"),
+        "learning_curve": learning_curve(metrics_path),
         "trainable_params": params["trainable"],
         "total_params": params["total"],
         "s_per_iter_median": statistics.median(steps) if steps else None,
@@ -46,12 +69,29 @@ def summarize_run(cfg, results, wall_s: float) -> dict:
     }
 
 
+def _xyxy(annotations):
+    boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annotations]
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
 @torch.no_grad()
-def draw_predictions(cfg, weights: str, out_png: str, score_thresh: float = 0.5) -> str:
-    """Draw predictions (green) and ground truth (thin white) on the val image with most boxes."""
+def draw_predictions(
+    cfg, weights: str, out_png: str, score_thresh: float = 0.5, dataset_name: str = None
+) -> str:
+    """Ground truth and predictions on the test tile with the most objects, with a legend.
+
+    Ground truth: dashed white boxes. Predictions with score >= ``score_thresh``: solid boxes
+    coloured by score, the score written on each.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
     model = instantiate(cfg.model).to(cfg.train.device).eval()
     AtomicDetectionCheckpointer(model).load(weights)
-    name = cfg.dataloader.test.dataset.names
+    name = dataset_name or cfg.dataloader.test.dataset.names
     name = name if isinstance(name, str) else name[0]
     record = max(DatasetCatalog.get(name), key=lambda r: len(r.get("annotations", [])))
     image = read_image(record["file_name"], format="RGB")
@@ -62,38 +102,67 @@ def draw_predictions(cfg, weights: str, out_png: str, score_thresh: float = 0.5)
         "instances"
     ].to("cpu")
     instances = instances[instances.scores >= score_thresh]
-    vis = Visualizer(image, MetadataCatalog.get(name))
-    for ann in record.get("annotations", []):
-        vis.draw_box(ann["bbox"], edge_color="white", line_style="-", alpha=0.4)
-    for box, score in zip(instances.pred_boxes.tensor.tolist(), instances.scores.tolist()):
-        vis.draw_box(box, edge_color="lime", alpha=0.9)
-    cv2.imwrite(out_png, vis.get_output().get_image()[:, :, ::-1])
+    gt = _xyxy(record.get("annotations", []))
+
+    h, w = image.shape[:2]
+    fig, ax = plt.subplots(figsize=(8, 8 * h / w + 0.6))
+    ax.imshow(image)
+    for x0, y0, x1, y1 in gt:
+        ax.add_patch(
+            plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=1.2, ls="--")
+        )
+    cmap = plt.get_cmap("autumn_r")
+    for (x0, y0, x1, y1), s in zip(instances.pred_boxes.tensor.tolist(), instances.scores.tolist()):
+        color = cmap((s - score_thresh) / max(1e-6, 1 - score_thresh))
+        ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=color, lw=1.6))
+        ax.text(x0, y0 - 1, f"{s:.2f}", color=color, fontsize=6, va="bottom")
+    handles = [
+        Line2D([], [], color="white", ls="--", label=f"ground truth ({len(gt)})"),
+        Line2D(
+            [], [], color=cmap(1.0), label=f"prediction, score >= {score_thresh} ({len(instances)})"
+        ),
+    ]
+    ax.legend(handles=handles, loc="upper right", fontsize=8, facecolor="0.3", labelcolor="white")
+    ax.set_title(f"{name}: {os.path.basename(record['file_name'])}", fontsize=9)
+    ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
     return out_png
+
+
+def _print_summary(s: dict):
+    for e in s["learning_curve"]:
+        minutes = f"{e['minutes']:.1f} min" if e.get("minutes") is not None else "—"
+        print(
+            f"  eval @ iter {e['iter'] + 1:>5} ({minutes:>8} of training): box AP {e['AP']:.1f} "
+            f"| AP50 {e['AP50']:.1f} | P/R@0.4 {e.get('P@0.4', float('nan')):.0f}/"
+            f"{e.get('R@0.4', float('nan')):.0f}"
+        )
+    print(
+        f"freezedet demo: box AP {s['AP']:.1f} | AP50 {s['AP50']:.1f} | trainable "
+        f"{s['trainable_params'] / 1e6:.2f}M / {s['total_params'] / 1e6:.2f}M params "
+        f"({100 * s['trainable_params'] / s['total_params']:.0f}%) | {s['s_per_iter_median']:.2f} "
+        f"s/iter | peak mem {s['peak_mem_mb']:.0f} MB | {s['iterations']} iters, "
+        f"{s['wall_s'] / 60:.1f} min in all | {s['predictions_png']}"
+    )
 
 
 def run_demo(argv=None) -> dict:
     """Train + evaluate a config (default: the DeepForest frozen EfficientNet-Lite0 recipe),
-    print a one-line summary, save ``summary.json`` and ``demo_predictions.png``."""
+    print the learning curve and a one-line summary, save ``summary.json`` and
+    ``demo_predictions.png``."""
     parser = argument_parser()
     parser.set_defaults(config_file="DeepForest/faster_rcnn_fpn_effl0_frozen.py")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     results = main(args)
-    wall = time.perf_counter() - t0
     cfg = load_config(args.config_file, args.opts)
-    summary = summarize_run(cfg, results, wall)
     weights = os.path.join(cfg.train.output_dir, "model_final.pth")
-    summary["predictions_png"] = draw_predictions(
-        cfg, weights, os.path.join(cfg.train.output_dir, "demo_predictions.png")
-    )
+    png = draw_predictions(cfg, weights, os.path.join(cfg.train.output_dir, "demo_predictions.png"))
+    summary = summarize_run(cfg, results, time.perf_counter() - t0)
+    summary["predictions_png"] = png
     with open(os.path.join(cfg.train.output_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    s = summary
-    print(
-        f"freezedet demo: box AP {s['AP']:.1f} | AP50 {s['AP50']:.1f} | trainable "
-        f"{s['trainable_params'] / 1e6:.2f}M / {s['total_params'] / 1e6:.2f}M params "
-        f"({100 * s['trainable_params'] / s['total_params']:.0f}%) | {s['s_per_iter_median']:.2f} "
-        f"s/iter | peak mem {s['peak_mem_mb']:.0f} MB | {s['iterations']} iters in "
-        f"{s['wall_s'] / 60:.1f} min | {s['predictions_png']}"
-    )
+    _print_summary(summary)
     return summary
