@@ -11,11 +11,12 @@ import numpy as np
 import torch
 
 from detectron2.config import instantiate
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.visualizer import Visualizer
 
 from ..analysis.params import parameter_table
+from ..data.catalog import dataset_names
 from .checkpoint import AtomicDetectionCheckpointer
 from .train_loop import argument_parser, load_config, main
 
@@ -51,9 +52,9 @@ def draw_predictions(cfg, weights: str, out_png: str, score_thresh: float = 0.5)
     """Draw predictions (green) and ground truth (thin white) on the val image with most boxes."""
     model = instantiate(cfg.model).to(cfg.train.device).eval()
     AtomicDetectionCheckpointer(model).load(weights)
-    name = cfg.dataloader.test.dataset.names
-    name = name if isinstance(name, str) else name[0]
-    record = max(DatasetCatalog.get(name), key=lambda r: len(r.get("annotations", [])))
+    name = dataset_names(cfg.dataloader.test.dataset)[0]
+    records = instantiate(cfg.dataloader.test.dataset)  # checked (8-bit copies included)
+    record = max(records, key=lambda r: len(r.get("annotations", [])))
     image = read_image(record["file_name"], format="RGB")
     fmt = cfg.model.input_format
     model_input = image if fmt == "RGB" else image[:, :, ::-1]

@@ -14,6 +14,7 @@ from ..data.catalog import dataset_names
 
 __all__ = [
     "check_classes",
+    "check_same_classes",
     "describe_lr_schedule",
     "describe_run",
     "model_detections_per_image",
@@ -231,4 +232,22 @@ def check_classes(cfg, dataset_cfg, names: Optional[Sequence[str]] = None):
     raise ValueError(
         f"{key}={num_classes} but dataset {names[0]!r} has {len(classes)} classes ({shown}); "
         f"set {key}={len(classes)}."
+    )
+
+
+def check_same_classes(cfg):
+    """Raise if the train and test datasets (both registered in this process) name different
+    classes, or the same ones in another order: every AP would then be computed against
+    another class's predictions."""
+    loaders = [cfg.dataloader.get(k, None) for k in ("train", "test")]
+    names = [dataset_names(x.get("dataset", None)) if x is not None else [] for x in loaders]
+    if not all(names):
+        return
+    train, test = (MetadataCatalog.get(n[0]).get("thing_classes", None) for n in names)
+    if train is None or test is None or list(train) == list(test):
+        return
+    raise ValueError(
+        f"train dataset {names[0][0]!r} has classes {list(train)[:10]}, test dataset "
+        f"{names[1][0]!r} has {list(test)[:10]}: class indices would not correspond. Use jsons "
+        "with the same categories (same ids and names)."
     )

@@ -41,7 +41,12 @@ from .cli import argument_parser
 from .config_keys import check_call_arguments, check_override_keys
 from .loaders import instantiate_loader
 from .resumable import RNGStateHook, WeightSyncCheck, deferred_train_loader
-from .summary import check_classes, describe_run, model_detections_per_image
+from .summary import (
+    check_classes,
+    check_same_classes,
+    describe_run,
+    model_detections_per_image,
+)
 from .writers import MetricsJSONWriter
 
 __all__ = [
@@ -129,6 +134,7 @@ def _test_loader(cfg):
     # first: it may register the evaluator's dataset
     loader = instantiate_loader(cfg.dataloader.test)
     check_classes(cfg, cfg.dataloader.test.get("dataset", None))
+    check_same_classes(cfg)
     return loader
 
 

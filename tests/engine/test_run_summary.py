@@ -110,3 +110,22 @@ def test_every_recipe_has_a_summary():
             continue  # fmt: skip
         lines = describe_run(load_config(path))
         assert lines[0].startswith("train data: ") and "LR " in "\n".join(lines), path
+
+
+def test_train_and_test_classes_must_agree():
+    from omegaconf import OmegaConf
+
+    from detectron2.data import MetadataCatalog
+    from freezedet.engine.summary import check_same_classes
+
+    MetadataCatalog.get("cls_a_train").set(thing_classes=["cat", "dog"])
+    MetadataCatalog.get("cls_a_val").set(thing_classes=["dog", "cat"])
+    MetadataCatalog.get("cls_b_val").set(thing_classes=["cat", "dog"])
+    cfg = OmegaConf.create(
+        {"dataloader": {"train": {"dataset": {"names": "cls_a_train"}},
+                        "test": {"dataset": {"name": "cls_a_val"}}}}
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"'cls_a_train' has classes \['cat', 'dog'\], test"):
+        check_same_classes(cfg)
+    cfg.dataloader.test.dataset.name = "cls_b_val"
+    check_same_classes(cfg)
