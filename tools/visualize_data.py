@@ -85,7 +85,7 @@ def main(argv=None):
     setup_logger(name="freezedet")
     dicts, mapper, metadata = _from_config(args) if args.config_file else _from_dataset(args)
     paths = save_augmented_samples(
-        FileNamingMapper(mapper),
+        FileNamingMapper(mapper=mapper),
         dicts,
         args.output,
         num_samples=args.num,

@@ -16,7 +16,7 @@ class FileNamingMapper:
     The engine wraps every loader's mapper in it (:func:`freezedet.engine.instantiate_loader`).
     """
 
-    def __init__(self, mapper):
+    def __init__(self, *, mapper):
         """
         Args:
             mapper (callable): a dataset mapper, e.g. detectron2's ``DatasetMapper``.

@@ -21,7 +21,7 @@ def instantiate_loader(loader_cfg, **given):
     args = {k: instantiate(v) for k, v in loader_cfg.items() if k != "_target_" and k not in given}
     args.update(given)
     if args.get("mapper") is not None:
-        args["mapper"] = FileNamingMapper(args["mapper"])
+        args["mapper"] = FileNamingMapper(mapper=args["mapper"])
     target = loader_cfg._target_
     target = locate(target) if isinstance(target, str) else target
     return target(**args)

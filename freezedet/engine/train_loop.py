@@ -158,11 +158,11 @@ def _test_one(cfg, model):
     cfg.dataloader.evaluator.output_dir = _evaluator_output_dir(cfg)
     loader = _test_loader(cfg)
     evaluator = instantiate(cfg.dataloader.evaluator)
-    counted = getattr(evaluator, "_max_dets_per_image", None)
+    counted = getattr(evaluator, "max_dets_per_image", None)  # freezedet's COCOEvaluator
     outputs = model_detections_per_image(cfg)
-    if isinstance(counted, list) and outputs is not None and outputs < counted[-1]:
+    if isinstance(counted, int) and outputs is not None and outputs < counted:
         logger.warning(
-            f"AP counts up to {counted[-1]} detections per image but the model outputs at most "
+            f"AP counts up to {counted} detections per image but the model outputs at most "
             f"{outputs} (test_topk_per_image): on images with more objects AP is capped there."
         )
     return _inference(model, loader, evaluator)

@@ -88,6 +88,11 @@ class COCOEvaluator(_D2COCOEvaluator):
         if self._do_evaluation:
             self._check_ground_truth(auto)
 
+    @property
+    def max_dets_per_image(self) -> int:
+        """Detections per image COCO AP counts (after resolving ``"auto"``)."""
+        return self._max_dets_per_image[-1]
+
     def _check_ground_truth(self, auto: bool):
         source = self._metadata.get("json_file", self._metadata.name)
         bad = bad_ground_truth(self._coco_api.dataset)

@@ -33,5 +33,5 @@ def test_wraps_any_mapper_and_names_converted_sources():
 
     record = {"file_name": "/cache/x.png", "source_file_name": "/data/x.tif", "image_id": 1}
     with pytest.raises(MapperError, match=r"/cache/x.png \(converted from /data/x.tif\).*polygon"):
-        FileNamingMapper(broken)(record)
-    assert FileNamingMapper(lambda r: r["image_id"])(record) == 1
+        FileNamingMapper(mapper=broken)(record)
+    assert FileNamingMapper(mapper=lambda r: r["image_id"])(record) == 1

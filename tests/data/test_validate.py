@@ -247,5 +247,5 @@ def test_max_dets_auto_counts_dense_images(tmp_path, caplog):
         ev.process([{"image_id": 1}], [{"instances": inst}])
         ap[max_dets] = ev.evaluate()["bbox"]["AP"]
     assert "an image has 120 objects but AP counts at most 100" in caplog.text
-    assert ev._max_dets_per_image == [1, 10, 240]
+    assert ev.max_dets_per_image == 240
     assert ap["auto"] == pytest.approx(100.0) and ap[None] < 85, ap
