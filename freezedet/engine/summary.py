@@ -2,6 +2,7 @@
 size, classes, anchors, detections per image, schedule), read from the config, plus checks that
 the model and the data agree. Everything here reads the config; nothing changes it."""
 
+import logging
 import math
 from typing import List, Optional, Sequence
 
@@ -236,9 +237,10 @@ def check_classes(cfg, dataset_cfg, names: Optional[Sequence[str]] = None):
 
 
 def check_same_classes(cfg):
-    """Raise if the train and test datasets (both registered in this process) name different
-    classes, or the same ones in another order: every AP would then be computed against
-    another class's predictions."""
+    """Compare the class names of the train and test datasets (when both are registered in this
+    process): the same names in another order are an error (every AP would be computed against
+    another class's predictions); other names are a warning (e.g. a deliberate evaluation on
+    another dataset)."""
     loaders = [cfg.dataloader.get(k, None) for k in ("train", "test")]
     names = [dataset_names(x.get("dataset", None)) if x is not None else [] for x in loaders]
     if not all(names):
@@ -246,8 +248,13 @@ def check_same_classes(cfg):
     train, test = (MetadataCatalog.get(n[0]).get("thing_classes", None) for n in names)
     if train is None or test is None or list(train) == list(test):
         return
-    raise ValueError(
+    message = (
         f"train dataset {names[0][0]!r} has classes {list(train)[:10]}, test dataset "
-        f"{names[1][0]!r} has {list(test)[:10]}: class indices would not correspond. Use jsons "
-        "with the same categories (same ids and names)."
+        f"{names[1][0]!r} has {list(test)[:10]}"
     )
+    if sorted(train) == sorted(test):
+        raise ValueError(
+            f"{message}: the same classes in another order, so class indices would not "
+            "correspond. Use jsons with the same categories (same ids and names)."
+        )
+    logging.getLogger("freezedet").warning(f"{message}: evaluating on other classes.")

@@ -1,6 +1,7 @@
 """The start-of-run summary: recipe choices, and the LR schedule's effective iterations match
 what detectron2's LRMultiplier does."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -112,7 +113,7 @@ def test_every_recipe_has_a_summary():
         assert lines[0].startswith("train data: ") and "LR " in "\n".join(lines), path
 
 
-def test_train_and_test_classes_must_agree():
+def test_train_and_test_classes_must_agree(caplog):
     from omegaconf import OmegaConf
 
     from detectron2.data import MetadataCatalog
@@ -125,7 +126,15 @@ def test_train_and_test_classes_must_agree():
         {"dataloader": {"train": {"dataset": {"names": "cls_a_train"}},
                         "test": {"dataset": {"name": "cls_a_val"}}}}
     )  # fmt: skip
-    with pytest.raises(ValueError, match=r"'cls_a_train' has classes \['cat', 'dog'\], test"):
+    with pytest.raises(ValueError, match=r"'cls_a_train' has classes \['cat', 'dog'\], .*order"):
         check_same_classes(cfg)
     cfg.dataloader.test.dataset.name = "cls_b_val"
     check_same_classes(cfg)
+    MetadataCatalog.get("cls_c_val").set(thing_classes=["car", "bus"])
+    cfg.dataloader.test.dataset.name = "cls_c_val"
+    logging.getLogger("freezedet").addHandler(caplog.handler)  # setup_logger stops propagation
+    try:
+        check_same_classes(cfg)
+    finally:
+        logging.getLogger("freezedet").removeHandler(caplog.handler)
+    assert "['car', 'bus']: evaluating on other classes" in caplog.text
