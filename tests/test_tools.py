@@ -9,7 +9,6 @@ import runpy
 import sys
 
 import pytest
-from omegaconf.errors import MissingMandatoryValue
 
 from detectron2.config import instantiate
 from freezedet.data.labelme import labelme_dir
@@ -145,7 +144,7 @@ def test_visualize_analyze_export_tools(which, own_data_dir, tmp_path, monkeypat
 
 def test_own_data_recipe_needs_its_files():
     cfg = load_config("OwnData/faster_rcnn_fpn_effl0_frozen.py")
-    with pytest.raises(MissingMandatoryValue, match="dataloader.train.dataset.json_file"):
+    with pytest.raises(ValueError, match=r"'mydata_train'\): json_file and image_root not set"):
         instantiate(cfg.dataloader.train.dataset)
 
 

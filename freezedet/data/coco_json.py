@@ -109,6 +109,12 @@ def coco_json_dataset(
         list[dict]: detectron2 dataset dicts, checked and cleaned by
         :func:`~freezedet.data.validate.checked_dataset_dicts`.
     """
+    unset = [k for k, v in (("json_file", json_file), ("image_root", image_root)) if not v]
+    if unset:
+        raise ValueError(
+            f"coco_json_dataset(name={name!r}): {' and '.join(unset)} not set; set them in your "
+            f"config, e.g. dataloader.train.dataset.{unset[0]}=... (and dataloader.test.dataset)"
+        )
     if name in DatasetCatalog.list():
         meta = MetadataCatalog.get(name)
         registered = (meta.get("json_file"), meta.get("image_root"))

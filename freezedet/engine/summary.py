@@ -6,7 +6,7 @@ import logging
 import math
 from typing import List, Optional, Sequence
 
-from omegaconf import ListConfig, OmegaConf
+from omegaconf import ListConfig
 
 from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
@@ -45,9 +45,9 @@ def _describe_data(split, loader) -> List[str]:
     dataset = loader.dataset
     names = ", ".join(dataset_names(dataset)) or _short(dataset._target_)
     options = [
-        f"{k}=??? (not set)" if OmegaConf.is_missing(dataset, k) else f"{k}={dataset[k]}"
+        f"{k}={dataset[k]}" + (" (not set)" if dataset[k] is None else "")
         for k in ("json_file", "image_root", "verify_images", "skip_bad_images", "high_bit_depth")
-        if k in dataset or OmegaConf.is_missing(dataset, k)
+        if k in dataset
     ]
     lines = [f"{split} data: {names}" + (f" ({', '.join(options)})" if options else "")]
     mapper = loader.get("mapper", None)

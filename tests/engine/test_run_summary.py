@@ -67,7 +67,7 @@ def test_summary_shows_inherited_choices():
     assert "anchors: sizes [[16.0], [32.0], [64.0], [128.0]]" in lines
     assert "num_classes=1" in lines and "model outputs at most 300, AP counts 300" in lines
     own = "\n".join(describe_run(load_config("OwnData/faster_rcnn_fpn_effl0_frozen.py")))
-    assert "json_file=??? (not set)" in own and "ResizeShortestEdge(short_edge_length=640" in own
+    assert "json_file=None (not set)" in own and "ResizeShortestEdge(short_edge_length=640" in own
     assert "AP counts auto" in own and "anchors: sizes [[32], [64], [128], [256]]" in own
 
 

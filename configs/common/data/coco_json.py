@@ -1,6 +1,7 @@
 # Your own COCO-format data (README "Your own data"): a json + image folder for training and one
 # for evaluation, through freezedet's validator (missing / truncated / non-8-bit images, bad
-# boxes: README "Bad input"). Set the four paths (??? = must be set) and the dataset names.
+# boxes: README "Bad input"). Set the four paths (None: not set, an error when loaded) and the
+# dataset names.
 from omegaconf import OmegaConf
 
 import detectron2.data.transforms as T
@@ -16,7 +17,7 @@ from freezedet.evaluation import COCOEvaluator
 
 dataloader = OmegaConf.create()
 dataloader.train = L(build_detection_train_loader)(
-    dataset=L(coco_json_dataset)(name="mydata_train", json_file="???", image_root="???"),
+    dataset=L(coco_json_dataset)(name="mydata_train", json_file=None, image_root=None),
     mapper=L(DatasetMapper)(
         is_train=True,
         # shortest side 512-768 px (COCO recipes: 640-800), longest at most 1333; small objects
@@ -35,7 +36,7 @@ dataloader.train = L(build_detection_train_loader)(
 )
 dataloader.test = L(build_detection_test_loader)(
     dataset=L(coco_json_dataset)(
-        name="mydata_val", json_file="???", image_root="???", filter_empty=False
+        name="mydata_val", json_file=None, image_root=None, filter_empty=False
     ),
     mapper=L(DatasetMapper)(
         is_train=False,
