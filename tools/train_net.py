@@ -1,17 +1,31 @@
 #!/usr/bin/env python
 """Train / evaluate a freezedet LazyConfig model (detectron2's lazyconfig_train_net, extended).
 
-    python tools/train_net.py --config-file configs/DeepForest/faster_rcnn_fpn_effl0_frozen.py \
+    python tools/train_net.py --config-file configs/DeepForest/faster_rcnn_fpn_effl0_frozen.py \\
         [--num-gpus N] [--resume] [--eval-only] [key=value ...]
 
-Without CUDA, ``--num-gpus N`` starts N CPU processes (gloo). All logic lives in
-``freezedet.engine``.
+Without CUDA, ``--num-gpus N`` starts N CPU processes (gloo). ``--help`` lists examples. All
+logic lives in ``freezedet.engine``.
 """
 
-import freezedet  # noqa: F401  (registers freezedet's components and applies compat shims)
-from freezedet.engine import argument_parser, run
+import importlib.util
+import os
+
+
+def _argument_parser():
+    """``freezedet.engine.cli.argument_parser``, loaded from its file without importing the
+    freezedet package (which imports torch and detectron2, seconds), so that ``--help`` and
+    argument errors answer at once; ``cli.py`` imports only the standard library."""
+    package = importlib.util.find_spec("freezedet")
+    path = os.path.join(package.submodule_search_locations[0], "engine", "cli.py")
+    spec = importlib.util.spec_from_file_location("_freezedet_cli", path)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    return cli.argument_parser()
+
 
 if __name__ == "__main__":
-    args = argument_parser().parse_args()
-    print("Command Line Args:", args)
+    args = _argument_parser().parse_args()
+    from freezedet.engine import run  # noqa: E402  (after parsing: see _argument_parser)
+
     run(args)

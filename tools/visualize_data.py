@@ -15,16 +15,19 @@ or from a registered dataset with LSJ and, optionally, Simple Copy-Paste::
 import argparse
 import logging
 
-from detectron2.config import LazyConfig, instantiate
+from detectron2.config import instantiate
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.logger import setup_logger
 
-import freezedet.data  # noqa: F401  (registers freezedet's datasets)
+import freezedet  # noqa: F401  (registers freezedet's datasets)
+from freezedet.data.catalog import dataset_names
 from freezedet.data.copy_paste import (
     CopyPasteDatasetMapper,
     build_lsj_augmentations,
     save_augmented_samples,
 )
+from freezedet.data.mapper import FileNamingMapper
+from freezedet.engine import load_config
 
 
 def parse_args(argv=None):
@@ -51,16 +54,14 @@ def parse_args(argv=None):
 
 
 def _from_config(args):
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    cfg = load_config(args.config_file, args.opts)  # unknown keys are errors, as in train_net
     train = cfg.dataloader.train
     for key in ("dataset", "mapper"):
         if key not in train:
             raise KeyError(f"{args.config_file}: dataloader.train has no '{key}'")
-    names = train.dataset.get("names", None)
-    dicts = instantiate(train.dataset)
+    dicts = instantiate(train.dataset)  # checked records; registers a json dataset's names
     mapper = instantiate(train.mapper)
-    if isinstance(names, str):
-        names = [names]
+    names = dataset_names(train.dataset)
     metadata = MetadataCatalog.get(names[0]) if names else None
     return dicts, mapper, metadata
 
@@ -84,7 +85,7 @@ def main(argv=None):
     setup_logger(name="freezedet")
     dicts, mapper, metadata = _from_config(args) if args.config_file else _from_dataset(args)
     paths = save_augmented_samples(
-        mapper,
+        FileNamingMapper(mapper=mapper),
         dicts,
         args.output,
         num_samples=args.num,

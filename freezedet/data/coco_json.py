@@ -11,14 +11,18 @@
 
 Paths may use any ``PathManager`` prefix, ``freezedet://`` included. Category ids of the json
 are mapped to contiguous ids (and back, for evaluation) by detectron2's ``load_coco_json``.
+Records go through freezedet's validator (:func:`~freezedet.data.validate.checked_dataset_dicts`,
+the same options as every other dataset entry point).
 """
 
 import json
 import os
 
-from detectron2.data import DatasetCatalog, MetadataCatalog, get_detection_dataset_dicts
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.utils.file_io import PathManager
+
+from .validate import checked_dataset_dicts
 
 __all__ = ["REQUIRED_FIELDS", "check_coco_json", "coco_json_dataset", "load_json_with_fields"]
 
@@ -80,9 +84,16 @@ def _same_path(a, b) -> bool:
 
 
 def coco_json_dataset(
-    *, name: str, json_file: str, image_root: str, filter_empty: bool = True
+    *,
+    name: str,
+    json_file: str,
+    image_root: str,
+    filter_empty: bool = True,
+    skip_bad_images: bool = False,
+    verify_images: bool = True,
+    high_bit_depth: str = "error",
 ) -> list:
-    """Register ``name`` as a COCO-format dataset (once per process) and return its dicts.
+    """Register ``name`` as a COCO-format dataset (once per process) and return its checked dicts.
 
     Args:
         name (str): dataset name, for the DatasetCatalog and evaluators
@@ -91,10 +102,19 @@ def coco_json_dataset(
         image_root (str): folder the json's ``file_name`` entries are relative to.
         filter_empty (bool): drop images without (non-crowd) annotations: True for training,
             False for test loaders.
+        skip_bad_images, verify_images, high_bit_depth: see
+            :func:`~freezedet.data.validate.check_records`.
 
     Returns:
-        list[dict]: detectron2 dataset dicts, as ``get_detection_dataset_dicts(name)`` gives.
+        list[dict]: detectron2 dataset dicts, checked and cleaned by
+        :func:`~freezedet.data.validate.checked_dataset_dicts`.
     """
+    unset = [k for k, v in (("json_file", json_file), ("image_root", image_root)) if not v]
+    if unset:
+        raise ValueError(
+            f"coco_json_dataset(name={name!r}): {' and '.join(unset)} not set; set them in your "
+            f"config, e.g. dataloader.train.dataset.{unset[0]}=... (and dataloader.test.dataset)"
+        )
     if name in DatasetCatalog.list():
         meta = MetadataCatalog.get(name)
         registered = (meta.get("json_file"), meta.get("image_root"))
@@ -111,4 +131,10 @@ def coco_json_dataset(
                 f"image_root {image_root!r} (the image folder of {json_file}) does not exist"
             )
         register_coco_instances(name, {}, json_file, image_root)
-    return get_detection_dataset_dicts(name, filter_empty=filter_empty)
+    return checked_dataset_dicts(
+        name,
+        filter_empty=filter_empty,
+        skip_bad_images=skip_bad_images,
+        verify_images=verify_images,
+        high_bit_depth=high_bit_depth,
+    )

@@ -458,7 +458,8 @@ def draw_sample(sample: Dict, *, metadata=None, image_format: str = "BGR") -> np
     labels = [names[c] if names and c < len(names) else str(c) for c in classes]
     vis.overlay_instances(
         boxes=inst.gt_boxes.tensor.numpy(),
-        masks=inst.gt_masks.tensor.numpy() if inst.has("gt_masks") else None,
+        # PolygonMasks (detectron2's DatasetMapper default) or BitMasks: the Visualizer takes both
+        masks=inst.gt_masks if inst.has("gt_masks") else None,
         labels=labels,
     )
     return vis.output.get_image()

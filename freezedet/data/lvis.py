@@ -29,7 +29,7 @@ from detectron2.data.datasets import load_lvis_json
 from detectron2.utils.file_io import PathManager
 
 from .coco_json import load_json_with_fields
-from .validate import check_records
+from .validate import checked_dataset_dicts
 
 __all__ = [
     "builtin_dataset_root",
@@ -149,7 +149,9 @@ def lvis_json_dataset(
     json_file: str,
     image_root: str,
     filter_empty: bool = True,
-    verify_images: bool = False,
+    skip_bad_images: bool = False,
+    verify_images: bool = True,
+    high_bit_depth: str = "error",
 ) -> List[Dict]:
     """Register ``name`` from an LVIS-format json (once per process) and return its checked dicts.
 
@@ -158,10 +160,13 @@ def lvis_json_dataset(
         json_file (str): LVIS-format json.
         image_root (str): see :func:`register_lvis_json`.
         filter_empty (bool): drop images without annotations (training), keep them (testing).
-        verify_images (bool): decode-check every image (existence is always checked).
+        skip_bad_images, verify_images, high_bit_depth: see
+            :func:`~freezedet.data.validate.check_records` (the LVIS recipes turn
+            ``verify_images`` off: decoding 120k COCO images once takes a while).
 
     Returns:
-        list[dict]: detectron2 dataset dicts (boxes cleaned by :func:`check_records`).
+        list[dict]: detectron2 dataset dicts (checked by
+        :func:`~freezedet.data.validate.checked_dataset_dicts`).
     """
     if name in DatasetCatalog.list():
         meta = MetadataCatalog.get(name)
@@ -174,10 +179,13 @@ def lvis_json_dataset(
             )
     else:
         register_lvis_json(name, json_file, image_root)
-    records = check_records(DatasetCatalog.get(name), name=name, verify_images=verify_images)
-    if filter_empty:
-        records = [r for r in records if r.get("annotations")]
-    return records
+    return checked_dataset_dicts(
+        name,
+        filter_empty=filter_empty,
+        skip_bad_images=skip_bad_images,
+        verify_images=verify_images,
+        high_bit_depth=high_bit_depth,
+    )
 
 
 def category_image_counts(dataset_names: Sequence[str]) -> List[int]:

@@ -12,11 +12,17 @@ import sys
 
 from detectron2.utils.file_io import PathHandler, PathManager
 
-__all__ = ["data_root", "sha256_file", "FreezedetPathHandler"]
+__all__ = ["cache_root", "data_root", "sha256_file", "FreezedetPathHandler"]
 
 
 def data_root() -> str:
     return os.environ.get("FREEZEDET_DATA") or os.path.join(sys.prefix, "share", "freezedet")
+
+
+def cache_root() -> str:
+    """Where derived files go (image-check results, 8-bit copies of high-bit-depth images):
+    ``$FREEZEDET_CACHE`` if set, else ``data_root()/cache``. Safe to delete."""
+    return os.environ.get("FREEZEDET_CACHE") or os.path.join(data_root(), "cache")
 
 
 def sha256_file(path: str) -> str:

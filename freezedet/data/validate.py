@@ -1,42 +1,186 @@
 """Dataset dicts checked before training: bad input becomes a clear message, not a crash deep in
-a data-loader worker hours later.
+a data-loader worker hours later, nor a silently wrong number.
 
-:func:`checked_dataset_dicts` is a drop-in for detectron2's ``get_detection_dataset_dicts`` in
-configs (same ``names`` / ``filter_empty`` arguments):
+Every dataset entry point goes through :func:`check_records`: :func:`checked_dataset_dicts` (a
+drop-in for detectron2's ``get_detection_dataset_dicts`` in configs, for registered names),
+:func:`~freezedet.data.coco_json.coco_json_dataset` and
+:func:`~freezedet.data.lvis.lvis_json_dataset`, all with the same options:
 
-- an image file that is missing or (with ``verify_images``) cannot be decoded is an error naming the file and the
-  dataset, or, with ``skip_bad_images=True``, a record dropped and counted in one warning;
+- an image file that is missing or (with ``verify_images``) cannot be fully decoded (a truncated
+  JPEG included) is an error naming the file and the dataset, or, with
+  ``skip_bad_images=True``, a record dropped and counted in one warning. Decoding is done once
+  per file: results are cached by path, size and modification time
+  (``<cache_root()>/image_checks``), so a second run only stats the files;
+- an image that is not 8-bit (16-bit, 32-bit integer or float) is refused, naming the file and
+  the ``high_bit_depth`` option, unless that option names a conversion rule
+  (:mod:`freezedet.data.bit_depth`); converted 8-bit copies are written once to
+  ``<cache_root()>/8bit`` and the records point at them (``source_file_name`` keeps the
+  original), so every mapper, evaluator and tool reads the same converted pixels;
 - boxes are clipped to the image; boxes that are degenerate (no area, NaN) or entirely outside
   it are dropped, with a count per dataset in the log;
 - a dataset left with zero usable images is an error that says why.
+
+Evaluation reads ground truth from the annotation file, not from these records:
+:func:`bad_ground_truth` lists the annotations that no detection could ever match, and
+:class:`freezedet.evaluation.COCOEvaluator` refuses to compute AP with them.
 """
 
+import hashlib
+import json
 import logging
 import math
 import os
+import tempfile
 from collections import Counter
-from typing import List, Sequence, Union
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from PIL import Image
 
 from detectron2.data import MetadataCatalog, get_detection_dataset_dicts
 from detectron2.structures import BoxMode
+from detectron2.utils.file_io import PathManager
 
-__all__ = ["check_records", "checked_dataset_dicts", "forget_stale_coco_conversion"]
+from .bit_depth import HighBitDepthError, is_high_bit_depth, open_uint8, parse_rule
+from .paths import cache_root
+
+__all__ = [
+    "bad_ground_truth",
+    "check_records",
+    "checked_dataset_dicts",
+    "forget_stale_coco_conversion",
+]
 
 logger = logging.getLogger(__name__)
 
+_CACHE_VERSION = 1
 
-def _image_problem(path: str, verify: bool):
-    if not os.path.isfile(path):
-        return "does not exist"
-    if not verify:
-        return None
+
+def _local_file(path: str) -> Optional[str]:
+    """The local file behind ``path`` (plain or ``freezedet://``), None for remote paths."""
+    if "://" not in path:
+        return path
+    if path.startswith("freezedet://"):
+        try:
+            return PathManager.get_local_path(path)
+        except FileNotFoundError:
+            return os.path.join("/nonexistent", path)
+    return None
+
+
+def _decode(path: str) -> Tuple[Optional[str], Optional[str]]:
+    """(problem, PIL mode) of a local image file, decoding all of its pixels."""
     try:
         with Image.open(path) as im:
-            im.verify()  # reads the whole file, checks its structure
+            mode = im.mode
+            im.load()  # decodes everything: a truncated file fails here, not in a worker later
     except Exception as e:  # PIL raises many types for a corrupt file
-        return f"cannot be decoded ({type(e).__name__}: {e})"
+        return f"cannot be decoded ({type(e).__name__}: {e})", None
+    return None, mode
+
+
+class _CheckCache:
+    """``{path: [size, mtime_ns, mode]}`` of images that decoded, one json file per dataset."""
+
+    def __init__(self, cache_dir: str, name: str):
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        self.path = os.path.join(cache_dir, "image_checks", f"{safe}-{digest}.json")
+        self.entries, self.dirty = {}, False
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+            if data.get("version") == _CACHE_VERSION:
+                self.entries = data["images"]
+        except (OSError, ValueError, KeyError, AttributeError):
+            pass  # no cache yet, or an unreadable one: check again
+
+    def mode(self, path: str, stat: os.stat_result) -> Optional[str]:
+        entry = self.entries.get(path)
+        if entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
+            return entry[2]
+        return None
+
+    def add(self, path: str, stat: os.stat_result, mode: str):
+        self.entries[path] = [stat.st_size, stat.st_mtime_ns, mode]
+        self.dirty = True
+
+    def save(self):
+        if not self.dirty:
+            return
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(self.path))
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump({"version": _CACHE_VERSION, "images": self.entries}, f)
+            os.replace(tmp, self.path)  # concurrent writers: the last complete file wins
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _inspect_images(paths: Sequence[str], verify: bool, cache: _CheckCache, counts: Counter):
+    """{path: (problem or None, PIL mode or None)} for the unique ``paths``."""
+    out, to_decode = {}, []
+    for path in paths:
+        local = _local_file(path)
+        if local is None:  # a remote PathManager path: existence only
+            out[path] = (None if PathManager.exists(path) else "does not exist", None)
+            continue
+        try:
+            stat = os.stat(local)
+        except OSError:
+            out[path] = ("does not exist", None)
+            continue
+        if not os.path.isfile(local):
+            out[path] = ("is not a file", None)
+        elif not verify:
+            out[path] = (None, None)
+        else:
+            mode = cache.mode(os.path.abspath(local), stat)
+            if mode is None:
+                to_decode.append((path, local, stat))
+            else:
+                out[path] = (None, mode)
+                counts["cached"] += 1
+    if to_decode:
+        workers = min(8, os.cpu_count() or 1, len(to_decode))
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL decodes without the GIL
+            results = list(pool.map(lambda t: _decode(t[1]), to_decode))
+        for (path, local, stat), (problem, mode) in zip(to_decode, results):
+            out[path] = (problem, mode)
+            counts["decoded"] += 1
+            if problem is None:
+                cache.add(os.path.abspath(local), stat, mode)
+    return out
+
+
+def _converted_copy(path: str, rule: str, cache_dir: str) -> str:
+    """An 8-bit PNG of image ``path`` converted by ``rule``, written once (temp file + rename)."""
+    local = _local_file(path)
+    stat = os.stat(local)
+    key = f"{os.path.abspath(local)}|{stat.st_size}|{stat.st_mtime_ns}|{rule}"
+    target = os.path.join(cache_dir, "8bit", hashlib.sha1(key.encode()).hexdigest()[:20] + ".png")
+    if not os.path.isfile(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=os.path.dirname(target))
+        os.close(fd)
+        try:
+            open_uint8(local, rule).save(tmp)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return target
+
+
+def _box_problem(box: Sequence[float], w, h) -> Optional[str]:
+    """Why an XYXY box can never be a usable object, or None."""
+    if any(not math.isfinite(v) for v in box) or box[2] <= box[0] or box[3] <= box[1]:
+        return "degenerate"
+    if w is not None and h is not None:
+        if min(box[2], w) - max(box[0], 0) < 1 or min(box[3], h) - max(box[1], 0) < 1:
+            return "outside the image"
     return None
 
 
@@ -48,19 +192,16 @@ def _fix_boxes(record: dict, counts: Counter) -> dict:
     kept = []
     for ann in anns:
         box = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYXY_ABS)
-        if any(not math.isfinite(v) for v in box) or box[2] <= box[0] or box[3] <= box[1]:
+        problem = _box_problem(box, w, h)
+        if problem == "degenerate":
             counts["degenerate boxes dropped"] += 1
             continue
+        if problem is not None:
+            counts["boxes outside the image dropped"] += 1
+            continue
         if w is not None and h is not None:
-            clipped = [
-                min(max(box[0], 0), w),
-                min(max(box[1], 0), h),
-                min(max(box[2], 0), w),
-                min(max(box[3], 0), h),
-            ]
-            if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
-                counts["boxes outside the image dropped"] += 1
-                continue
+            clipped = [min(max(box[0], 0), w), min(max(box[1], 0), h)]
+            clipped += [min(max(box[2], 0), w), min(max(box[3], 0), h)]
             if clipped != box:
                 counts["boxes clipped to the image"] += 1
                 box = clipped
@@ -69,13 +210,37 @@ def _fix_boxes(record: dict, counts: Counter) -> dict:
 
 
 def check_records(
-    records: List[dict], *, name: str, skip_bad_images: bool = False, verify_images: bool = True
+    records: List[dict],
+    *,
+    name: str,
+    skip_bad_images: bool = False,
+    verify_images: bool = True,
+    high_bit_depth: str = "error",
+    cache_dir: Optional[str] = None,
 ) -> List[dict]:
-    """Check and clean ``records`` of dataset ``name`` (see module docstring)."""
-    counts = Counter()
+    """Check and clean ``records`` of dataset ``name`` (see the module docstring).
+
+    Args:
+        records (list[dict]): detectron2 dataset dicts.
+        name (str): the dataset's name, for messages and the check cache.
+        skip_bad_images (bool): drop missing / undecodable images with a counted warning
+            instead of failing.
+        verify_images (bool): decode every image once (cached); existence is always checked.
+        high_bit_depth (str): what to do with images that are not 8-bit: "error", or a rule of
+            :mod:`freezedet.data.bit_depth` ("percentile", "percentile:LOW,HIGH",
+            "range:LOW,HIGH"). Needs ``verify_images`` to see the images.
+        cache_dir (str or None): default :func:`~freezedet.data.paths.cache_root`.
+    """
+    parse_rule(high_bit_depth)  # a typo in the rule fails before any image is read
+    cache_dir = cache_dir or cache_root()
+    counts, stats = Counter(), Counter()
+    cache = _CheckCache(cache_dir, name)
+    paths = list(dict.fromkeys(r["file_name"] for r in records))
+    inspected = _inspect_images(paths, verify_images, cache, stats)
+    cache.save()
     out = []
     for r in records:
-        problem = _image_problem(r["file_name"], verify_images)
+        problem, mode = inspected[r["file_name"]]
         if problem is not None:
             if not skip_bad_images:
                 raise FileNotFoundError(
@@ -85,7 +250,25 @@ def check_records(
                 )
             counts["unreadable images skipped"] += 1
             continue
+        if mode is not None and is_high_bit_depth(mode):
+            if high_bit_depth == "error":
+                raise HighBitDepthError(
+                    f"dataset {name!r}: image {r['file_name']} is not 8-bit (PIL mode {mode!r}); "
+                    "detectron2 would clip its values above 255. Choose how to convert it with "
+                    "the dataset option high_bit_depth: 'percentile' (per image), or "
+                    "'range:LOW,HIGH' (fixed, e.g. 'range:0,4095' for 12-bit data), e.g. "
+                    "dataloader.train.dataset.high_bit_depth=percentile and the same for "
+                    "dataloader.test.dataset (freezedet/data/bit_depth.py)."
+                )
+            copy = _converted_copy(r["file_name"], high_bit_depth, cache_dir)
+            r = dict(r, file_name=copy, source_file_name=r["file_name"])
+            counts[f"images converted to 8-bit by rule {high_bit_depth!r}"] += 1
         out.append(_fix_boxes(r, counts))
+    if verify_images and stats:
+        logger.info(
+            f"dataset {name!r}: {len(paths)} images decoded and checked "
+            f"({stats['cached']} unchanged since an earlier check, {cache.path})"
+        )
     if counts:
         logger.warning(f"dataset {name!r}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     if not out:
@@ -94,6 +277,30 @@ def check_records(
             f"{dict(counts) or 'none readable'}); check its image root and annotations."
         )
     return out
+
+
+def bad_ground_truth(coco: dict) -> List[Dict]:
+    """Annotations of a COCO-format dict (``images``, ``annotations``) whose box no detection
+    can ever match: degenerate (width or height <= 0, not finite) or entirely outside the image.
+    Crowd regions are ignored (they are never matched). Returns ``[{"id", "image_id", "bbox",
+    "problem"}]``."""
+    sizes = {im["id"]: (im.get("width"), im.get("height")) for im in coco.get("images", [])}
+    bad = []
+    for a in coco.get("annotations", []):
+        if a.get("iscrowd", 0):
+            continue
+        box = a.get("bbox")
+        try:
+            x, y, w, h = (float(v) for v in box)
+        except (TypeError, ValueError):
+            bad.append({"id": a.get("id"), "image_id": a.get("image_id"), "bbox": box,
+                        "problem": "not 4 numbers"})  # fmt: skip
+            continue
+        problem = _box_problem([x, y, x + w, y + h], *sizes.get(a.get("image_id"), (None, None)))
+        if problem is not None:
+            bad.append({"id": a.get("id"), "image_id": a.get("image_id"), "bbox": box,
+                        "problem": problem})  # fmt: skip
+    return bad
 
 
 def _missing_json_file(name: str):
@@ -146,6 +353,7 @@ def checked_dataset_dicts(
     filter_empty: bool = True,
     skip_bad_images: bool = False,
     verify_images: bool = True,
+    high_bit_depth: str = "error",
     **kwargs,
 ):
     """``get_detection_dataset_dicts`` followed by :func:`check_records`.
@@ -154,15 +362,22 @@ def checked_dataset_dicts(
         names (str or list[str]): registered dataset names.
         filter_empty (bool): drop images without annotations (after box cleaning).
         skip_bad_images (bool): drop unreadable images with a counted warning instead of failing.
-        verify_images (bool): decode-check every image once (existence is always checked);
-            turn off for very large datasets (COCO) where reading every file takes minutes.
+        verify_images (bool): decode-check every image once (cached by file size and
+            modification time; existence is always checked); turn off for very large datasets
+            (COCO) where the first check reads every file.
+        high_bit_depth (str): images that are not 8-bit: "error" or a conversion rule
+            (:mod:`freezedet.data.bit_depth`).
         kwargs: other arguments of ``get_detection_dataset_dicts``.
     """
     label = names if isinstance(names, str) else ",".join(names)
     _check_annotation_files([names] if isinstance(names, str) else names)
     records = get_detection_dataset_dicts(names, filter_empty=False, **kwargs)
     records = check_records(
-        records, name=label, skip_bad_images=skip_bad_images, verify_images=verify_images
+        records,
+        name=label,
+        skip_bad_images=skip_bad_images,
+        verify_images=verify_images,
+        high_bit_depth=high_bit_depth,
     )
     if filter_empty:
         records = [r for r in records if r.get("annotations")]

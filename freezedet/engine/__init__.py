@@ -1,5 +1,7 @@
 from .checkpoint import AtomicDetectionCheckpointer, atomic_torch_save, atomic_write_text
 from .demo import draw_predictions, run_demo, summarize_run
+from .loaders import instantiate_loader
+from .summary import describe_lr_schedule, describe_run
 from .train_loop import (
     argument_parser,
     build_model,
@@ -11,6 +13,7 @@ from .train_loop import (
     main,
     peak_memory_mb,
     run,
+    setup_run,
 )
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

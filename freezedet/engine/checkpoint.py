@@ -113,6 +113,7 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             f"Loaded checkpoint: {len(model_keys) - missing}/{len(model_keys)} model keys matched, "
             f"{missing} missing, {unexpected} unexpected (of {len(ckpt_keys)} checkpoint keys)."
         )
+        self.last_missing_keys = sorted(incompatible.missing_keys)
         self.last_load_stats = {
             "matched": len(model_keys) - missing,
             "missing": missing,

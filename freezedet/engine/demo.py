@@ -15,6 +15,7 @@ from detectron2.data.detection_utils import read_image
 from detectron2.structures import BoxMode
 
 from ..analysis.params import parameter_table
+from ..data.catalog import dataset_names
 from .checkpoint import AtomicDetectionCheckpointer
 from .train_loop import argument_parser, load_config, main
 
@@ -91,9 +92,12 @@ def draw_predictions(
 
     model = instantiate(cfg.model).to(cfg.train.device).eval()
     AtomicDetectionCheckpointer(model).load(weights)
-    name = dataset_name or cfg.dataloader.test.dataset.names
-    name = name if isinstance(name, str) else name[0]
-    record = max(DatasetCatalog.get(name), key=lambda r: len(r.get("annotations", [])))
+    if dataset_name is None:
+        name = dataset_names(cfg.dataloader.test.dataset)[0]
+        records = instantiate(cfg.dataloader.test.dataset)  # checked (8-bit copies included)
+    else:
+        name, records = dataset_name, DatasetCatalog.get(dataset_name)
+    record = max(records, key=lambda r: len(r.get("annotations", [])))
     image = read_image(record["file_name"], format="RGB")
     fmt = cfg.model.input_format
     model_input = image if fmt == "RGB" else image[:, :, ::-1]

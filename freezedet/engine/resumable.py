@@ -27,7 +27,9 @@ from detectron2.config import instantiate
 from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import HookBase
 from detectron2.utils import comm
-from detectron2.utils.registry import locate
+
+from .loaders import instantiate_loader
+from .summary import check_classes
 
 __all__ = ["RNGStateHook", "SkipSampler", "WeightSyncCheck", "deferred_train_loader"]
 
@@ -70,6 +72,7 @@ class SkipSampler(Sampler):
 def _build_train_loader(cfg, start_iter: int):
     train = cfg.dataloader.train
     dataset = instantiate(train.dataset)
+    check_classes(cfg, train.dataset)
     seed = cfg.train.get("seed", -1)
     if train.get("sampler") is not None:
         sampler = instantiate(train.sampler)
@@ -78,12 +81,7 @@ def _build_train_loader(cfg, start_iter: int):
     per_rank = train.total_batch_size // comm.get_world_size()
     if start_iter > 0:
         sampler = SkipSampler(sampler, start_iter * per_rank)
-    rest = {
-        k: instantiate(v) for k, v in train.items() if k not in ("_target_", "dataset", "sampler")
-    }
-    target = train._target_
-    target = locate(target) if isinstance(target, str) else target
-    return target(dataset=dataset, sampler=sampler, **rest)
+    return instantiate_loader(train, dataset=dataset, sampler=sampler)
 
 
 class deferred_train_loader:

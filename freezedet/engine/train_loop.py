@@ -3,10 +3,12 @@
 Follows detectron2's ``tools/lazyconfig_train_net.py`` and adds what freezedet's users need:
 CPU multi-process (gloo) runs, AMP only where it exists (CUDA), gradient clipping, atomic
 checkpoints, an output directory derived from the config file name, a per-component
-trainable-parameter report, s/iter and peak memory in ``metrics.json``.
+trainable-parameter report, s/iter and peak memory in ``metrics.json``, a start-of-run summary
+of the recipe's choices (:mod:`freezedet.engine.summary`), and a readable log: versions, the full
+config and the model printout go to ``env.txt``, ``config.yaml`` and ``model.txt`` in the output
+directory, not to the console.
 """
 
-import argparse
 import json
 import logging
 import os
@@ -17,21 +19,16 @@ import types
 
 import torch
 
-from omegaconf import ListConfig
-
+import detectron2
 from detectron2.config import LazyConfig, instantiate
-from detectron2.engine import (
-    AMPTrainer,
-    SimpleTrainer,
-    default_argument_parser,
-    default_setup,
-    default_writers,
-    hooks,
-)
+from detectron2.engine import AMPTrainer, SimpleTrainer, default_writers, hooks
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.layers import NaiveSyncBatchNorm
 from detectron2.utils import comm
+from detectron2.utils.collect_env import collect_env_info
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import JSONWriter
+from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
@@ -39,8 +36,17 @@ from ..evaluation import PerHeadEvaluator
 from ..modeling.backbone import check_feature_cache_config, replace_batchnorm
 from ..modeling.meta_arch import ALL_HEADS
 from ..analysis.params import format_parameter_table, parameter_table
-from .checkpoint import AtomicDetectionCheckpointer
+from .checkpoint import AtomicDetectionCheckpointer, atomic_write_text
+from .cli import argument_parser
+from .config_keys import check_call_arguments, check_override_keys
+from .loaders import instantiate_loader
 from .resumable import RNGStateHook, WeightSyncCheck, deferred_train_loader
+from .summary import (
+    check_classes,
+    check_same_classes,
+    describe_run,
+    model_detections_per_image,
+)
 from .writers import MetricsJSONWriter
 
 __all__ = [
@@ -49,6 +55,7 @@ __all__ = [
     "load_config",
     "build_model",
     "build_trainer_parts",
+    "setup_run",
     "do_test",
     "do_train",
     "main",
@@ -57,17 +64,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("freezedet")
-
-
-def argument_parser(epilog=None) -> argparse.ArgumentParser:
-    """detectron2's parser; ``--num-gpus`` also means CPU processes on a machine without CUDA."""
-    parser = default_argument_parser(epilog=epilog)
-    parser.add_argument(
-        "--device",
-        default=None,
-        help="override train.device (cpu / cuda); default: cuda if present",
-    )
-    return parser
 
 
 def default_output_dir(config_file: str) -> str:
@@ -90,42 +86,21 @@ def resolve_config_file(config_file: str) -> str:
 
 
 def load_config(config_file: str, overrides=()):
-    """Load a LazyConfig, apply ``key=value`` overrides (unknown keys are an error), resolve
+    """Load a LazyConfig, apply ``key=value`` overrides (unknown keys, and LazyCall arguments
+    their target does not take, are errors: :mod:`freezedet.engine.config_keys`), resolve
     defaults that depend on the file (output dir) and the machine (device)."""
     config_file = resolve_config_file(config_file)
     cfg = LazyConfig.load(config_file)
-    _check_override_keys(cfg, overrides, config_file)
+    check_override_keys(cfg, overrides, config_file)
     cfg = LazyConfig.apply_overrides(cfg, list(overrides))
+    check_call_arguments(cfg, config_file)
+    if "train" not in cfg:  # a data-only config (e.g. for tools/visualize_data.py)
+        return cfg
     if cfg.train.get("output_dir") is None:
         cfg.train.output_dir = default_output_dir(config_file)
     if cfg.train.get("device") is None:
         cfg.train.device = "cuda" if torch.cuda.is_available() else "cpu"
     return cfg
-
-
-def _check_override_keys(cfg, overrides, config_file):
-    """LazyConfig silently creates keys that do not exist; a typo would then be ignored."""
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} is not of the form key=value")
-        key = item.split("=", 1)[0]
-        node, parts = cfg, key.split(".")
-        for i, part in enumerate(parts):
-            if isinstance(node, (list, ListConfig)):  # e.g. box_predictors.0.test_score_thresh
-                has = part.isdigit() and int(part) < len(node)
-                part = int(part) if has else part
-            else:
-                has = part in node if hasattr(node, "__contains__") else hasattr(node, part)
-            if not has:
-                # a new key under an existing LazyCall is allowed: it is a constructor argument
-                if i == len(parts) - 1 and hasattr(node, "get") and "_target_" in node:
-                    break
-                known = sorted(k for k in node.keys()) if hasattr(node, "keys") else []
-                raise KeyError(
-                    f"override {item!r}: config {config_file} has no key "
-                    f"'{'.'.join(parts[: i + 1])}'. Keys at that level: {known}"
-                )
-            node = node[part]
 
 
 def peak_memory_mb(device: str) -> float:
@@ -155,10 +130,18 @@ def _evaluator_output_dir(cfg):
     )
 
 
+def _test_loader(cfg):
+    # first: it may register the evaluator's dataset
+    loader = instantiate_loader(cfg.dataloader.test)
+    check_classes(cfg, cfg.dataloader.test.get("dataset", None))
+    check_same_classes(cfg)
+    return loader
+
+
 def _test_each_head(cfg, model, heads):
     inner = getattr(model, "module", model)
     base = _evaluator_output_dir(cfg)
-    loader = instantiate(cfg.dataloader.test)  # first: it may register the evaluators' dataset
+    loader = _test_loader(cfg)
     evaluators = {}
     for name in heads:
         evaluator_cfg = cfg.dataloader.evaluator.copy()
@@ -173,8 +156,16 @@ def _test_each_head(cfg, model, heads):
 
 def _test_one(cfg, model):
     cfg.dataloader.evaluator.output_dir = _evaluator_output_dir(cfg)
-    loader = instantiate(cfg.dataloader.test)  # first: it may register the evaluator's dataset
-    return _inference(model, loader, instantiate(cfg.dataloader.evaluator))
+    loader = _test_loader(cfg)
+    evaluator = instantiate(cfg.dataloader.evaluator)
+    counted = getattr(evaluator, "max_dets_per_image", None)  # freezedet's COCOEvaluator
+    outputs = model_detections_per_image(cfg)
+    if isinstance(counted, int) and outputs is not None and outputs < counted:
+        logger.warning(
+            f"AP counts up to {counted} detections per image but the model outputs at most "
+            f"{outputs} (test_topk_per_image): on images with more objects AP is capped there."
+        )
+    return _inference(model, loader, evaluator)
 
 
 def _inference(model, loader, evaluator):
@@ -253,8 +244,10 @@ def build_trainer_parts(cfg):
     """Model (on its device, DDP-wrapped if distributed), optimizer, train loader, trainer."""
     check_feature_cache_config(cfg)
     model = build_model(cfg)
-    logger.info("Model:\n{}".format(model))
-    logger.info("Parameters:\n" + format_parameter_table(parameter_table(model)))
+    logger.info(
+        f"model: {type(model).__name__} (do_train prints it to model.txt), parameters:\n"
+        + format_parameter_table(parameter_table(model))
+    )
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
     clip = cfg.train.get("clip_grad", None)
@@ -276,6 +269,7 @@ def build_trainer_parts(cfg):
 def do_train(args, cfg):
     """Train (resuming if asked); returns the model and the last evaluation's results."""
     model, optim, trainer = build_trainer_parts(cfg)
+    _write_text(cfg, "model.txt", f"{getattr(model, 'module', model)}\n")
     last_eval = {}
 
     def evaluate():
@@ -322,10 +316,89 @@ def do_train(args, cfg):
             ),
         ]
     )
+    _say_where_training_starts(cfg, args, checkpointer)
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
     start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
     trainer.train(start_iter, cfg.train.max_iter)
     return model, dict(last_eval)
+
+
+def _say_where_training_starts(cfg, args, checkpointer):
+    init = cfg.train.init_checkpoint or "random initialisation (train.init_checkpoint is empty)"
+    out = cfg.train.output_dir
+    if args.resume and checkpointer.has_checkpoint():
+        logger.info(f"--resume: continuing from {checkpointer.get_checkpoint_file()}")
+    elif args.resume:
+        logger.warning(
+            f"--resume: {out} holds no checkpoint (no last_checkpoint file), so training starts "
+            f"fresh at iteration 0 from {init}."
+        )
+    else:
+        if checkpointer.has_checkpoint():
+            logger.warning(
+                f"{out} already holds checkpoints ({checkpointer.get_checkpoint_file()}); this "
+                "run starts from iteration 0 and overwrites them (--resume continues instead)."
+            )
+        logger.info(f"training starts at iteration 0 from {init}")
+
+
+def _write_text(cfg, name: str, text: str):
+    if comm.is_main_process():
+        PathManager.mkdirs(cfg.train.output_dir)
+        atomic_write_text(text, os.path.join(cfg.train.output_dir, name))
+
+
+def setup_run(cfg, args):
+    """detectron2's ``default_setup``, with a console a person can read: loggers (console and
+    ``log.txt``, no colour codes in the file), ``env.txt`` (detectron2's environment report),
+    ``config.yaml`` (the full config), seeds (``train.seed``: -1 random, else seed + rank) and
+    cudnn benchmark (``train.cudnn_benchmark``, training only)."""
+    out = cfg.train.output_dir
+    rank = comm.get_rank()
+    if comm.is_main_process():
+        PathManager.mkdirs(out)
+    for name in ("fvcore", "detectron2", "freezedet"):
+        setup_logger(out, distributed_rank=rank, name=name)
+    if comm.is_main_process():
+        _write_text(cfg, "env.txt", collect_env_info() + "\n")
+        LazyConfig.save(cfg, os.path.join(out, "config.yaml"))
+    logger.info(
+        f"freezedet run: rank {rank} of {comm.get_world_size()}, {cfg.train.device}, torch "
+        f"{torch.__version__}, detectron2 {detectron2.__version__}; output {out} (full config in "
+        f"config.yaml, versions in env.txt); config {args.config_file}"
+        + (f", overrides {' '.join(args.opts)}" if args.opts else "")
+    )
+    seed = cfg.train.get("seed", -1)
+    seed_all_rng(None if seed < 0 else seed + rank)
+    if not args.eval_only:
+        torch.backends.cudnn.benchmark = cfg.train.get("cudnn_benchmark", False)
+
+
+def _load_eval_weights(cfg, model, allow_missing: bool):
+    """Load ``train.init_checkpoint`` for ``--eval-only``; weights that did not load are an
+    error unless ``allow_missing`` (the detector would be evaluated with random parts)."""
+    init = cfg.train.init_checkpoint
+    hint = (
+        "Pass the trained weights, e.g. train.init_checkpoint="
+        f"{os.path.join(cfg.train.output_dir, 'model_final.pth')}, or --allow-missing-weights "
+        "to evaluate anyway."
+    )
+    if not init and not allow_missing:
+        raise ValueError(
+            "--eval-only without weights: train.init_checkpoint is empty, so the detector would "
+            f"be evaluated with randomly initialised heads (AP ~0). {hint}"
+        )
+    checkpointer = AtomicDetectionCheckpointer(model)
+    checkpointer.load(init)
+    stats = getattr(checkpointer, "last_load_stats", None)
+    if stats and stats["missing"] and not allow_missing:
+        missing = checkpointer.last_missing_keys
+        raise ValueError(
+            f"--eval-only: {init} leaves {stats['missing']} of "
+            f"{stats['matched'] + stats['missing']} model weight tensors uninitialised (e.g. "
+            f"{', '.join(missing[:3])}): the detector would be evaluated with random parts. Is it "
+            f"an ImageNet trunk checkpoint rather than a trained detector? {hint}"
+        )
 
 
 def main(args):
@@ -333,11 +406,11 @@ def main(args):
     cfg = load_config(args.config_file, args.opts)
     if args.device:
         cfg.train.device = args.device
-    default_setup(cfg, args)
-    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="freezedet")
+    setup_run(cfg, args)
+    logger.info("run summary:\n  " + "\n  ".join(describe_run(cfg, eval_only=args.eval_only)))
     if args.eval_only:
         model = compat.create_ddp_model(build_model(cfg))
-        AtomicDetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        _load_eval_weights(cfg, model, getattr(args, "allow_missing_weights", False))
         results = do_test(cfg, model)
     else:
         # detectron2's EvalHook always evaluates after the last iteration

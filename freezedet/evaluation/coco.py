@@ -10,11 +10,18 @@ from detectron2.evaluation import COCOEvaluator as _D2COCOEvaluator
 from detectron2.utils.file_io import PathManager
 
 from ..compat import HAS_COMPILED_OPS
-from ..data.validate import forget_stale_coco_conversion
+from ..data.validate import bad_ground_truth, forget_stale_coco_conversion
 from .backends import evaluate_coco_faster, faster_coco_gt, resolve_backend
 from .box_pr import box_precision_recall, boxes_from_coco_results
 
-__all__ = ["COCOEvaluator"]
+__all__ = ["COCOEvaluator", "auto_max_dets"]
+
+
+def auto_max_dets(max_objects: int) -> int:
+    """Detections per image counted by COCO AP for ``max_dets_per_image="auto"``: twice the most
+    objects in one ground-truth image, at least COCO's 100 (room for false positives ranked above
+    true ones, so AP is not capped by the count on the busiest image)."""
+    return max(100, 2 * int(max_objects))
 
 
 class COCOEvaluator(_D2COCOEvaluator):
@@ -23,6 +30,11 @@ class COCOEvaluator(_D2COCOEvaluator):
 
     The pure-Python detectron2 install has no ``detectron2._C.COCOevalEvaluateImages``; there
     pycocotools computes the same numbers.
+
+    Ground truth no detection can ever match (a box of width or height <= 0, or entirely outside
+    its image: :func:`~freezedet.data.validate.bad_ground_truth`) is an error naming the
+    annotation file and ids: counting it would lower AP silently. An image with more objects than
+    ``max_dets_per_image`` is warned about (AP is capped there); ``"auto"`` avoids that.
     """
 
     def __init__(
@@ -40,7 +52,9 @@ class COCOEvaluator(_D2COCOEvaluator):
     ):
         """
         Args:
-            dataset_name, tasks, distributed, output_dir, max_dets_per_image: as detectron2's.
+            dataset_name, tasks, distributed, output_dir: as detectron2's.
+            max_dets_per_image (int, "auto" or None): detections per image COCO AP counts
+                (None: COCO's 100; "auto": :func:`auto_max_dets` of the ground truth).
             use_fast_impl (bool or None): None: detectron2's C++ evaluator where compiled
                 (pycocotools backend).
             backend (str): "pycocotools" (detectron2's evaluation) or "faster_coco_eval" (same
@@ -61,15 +75,54 @@ class COCOEvaluator(_D2COCOEvaluator):
         self._box_pr = dict(box_pr) if box_pr else None
         self._faster_gt = None
         forget_stale_coco_conversion(dataset_name)  # converted again below, into output_dir
+        auto = max_dets_per_image == "auto"
         super().__init__(
             dataset_name,
             tasks,
             distributed,
             output_dir,
-            max_dets_per_image=max_dets_per_image,
+            max_dets_per_image=None if auto else max_dets_per_image,
             use_fast_impl=use_fast_impl,
             **kwargs,
         )
+        if self._do_evaluation:
+            self._check_ground_truth(auto)
+
+    @property
+    def max_dets_per_image(self) -> int:
+        """Detections per image COCO AP counts (after resolving ``"auto"``)."""
+        return self._max_dets_per_image[-1]
+
+    def _check_ground_truth(self, auto: bool):
+        source = self._metadata.get("json_file", self._metadata.name)
+        bad = bad_ground_truth(self._coco_api.dataset)
+        if bad:
+            shown = ", ".join(
+                f"id {b['id']} (image {b['image_id']}, bbox {b['bbox']}: {b['problem']})"
+                for b in bad[:5]
+            )
+            raise ValueError(
+                f"{source}: {len(bad)} ground-truth annotation(s) no detection can ever match: "
+                f"{shown}{' ...' if len(bad) > 5 else ''}. COCO AP would count them as missed "
+                "objects and be silently lower. Fix or remove them in the annotation file "
+                "(COCO bbox is [x, y, width, height], width and height > 0)."
+            )
+        per_image = [
+            sum(not a.get("iscrowd", 0) for a in anns) for anns in self._coco_api.imgToAnns.values()
+        ]
+        most = max(per_image, default=0)
+        if auto:
+            self._max_dets_per_image = [1, 10, auto_max_dets(most)]
+            self._logger.info(
+                f"max_dets_per_image=auto: {self._max_dets_per_image[-1]} detections per image "
+                f"(the busiest image of {self._metadata.name} has {most} objects)"
+            )
+        elif most > self._max_dets_per_image[-1]:
+            self._logger.warning(
+                f"{self._metadata.name}: an image has {most} objects but AP counts at most "
+                f"{self._max_dets_per_image[-1]} detections per image, so recall and AP are "
+                "capped; set dataloader.evaluator.max_dets_per_image=auto (or a number)."
+            )
 
     def _unmapped_results(self, predictions):
         results = list(itertools.chain(*[x["instances"] for x in predictions]))

@@ -10,6 +10,7 @@ from PIL import Image
 from detectron2.config import LazyCall as L
 from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
+from detectron2.structures import BoxMode
 from freezedet.data.coco_json import check_coco_json, coco_json_dataset
 
 
@@ -35,7 +36,9 @@ def test_registers_and_loads(tmp_path):
     dicts = coco_json_dataset(name="cocojson_test_ok", json_file=js, image_root=root)
     assert [d["image_id"] for d in dicts] == [10, 11]  # the empty image is filtered
     a = dicts[0]["annotations"][0]
-    assert a["category_id"] == 1 and a["bbox"] == [2, 3, 10, 12]  # json id 7 -> contiguous 1
+    assert a["category_id"] == 1  # json id 7 -> contiguous 1
+    # the validator hands boxes on as XYXY (json: x, y, w, h = 2, 3, 10, 12)
+    assert a["bbox"] == [2, 3, 12, 15] and a["bbox_mode"] == BoxMode.XYXY_ABS
     meta = MetadataCatalog.get("cocojson_test_ok")
     assert meta.thing_classes == ["other", "thing"] and meta.evaluator_type == "coco"
     assert dicts[0]["file_name"] == os.path.join(root, "0.png")
@@ -108,3 +111,31 @@ def test_errors_name_file_and_key(tmp_path):
             name="cocojson_test_noroot", json_file=js, image_root=str(tmp_path / "missing")
         )
     assert "cocojson_test_noroot" not in MetadataCatalog.list()
+
+
+def test_goes_through_the_validator_with_its_options(tmp_path):
+    """The README's own-data route: a missing image is an error naming the file, and
+    skip_bad_images (which that message suggests) works here as on every entry point."""
+    js, root = _write_coco(tmp_path, n_images=3, annotated=3)
+    os.remove(os.path.join(root, "1.png"))
+    with pytest.raises(FileNotFoundError, match=r"'cocojson_test_val': image .*1.png does not"):
+        coco_json_dataset(name="cocojson_test_val", json_file=js, image_root=root)
+    dicts = coco_json_dataset(
+        name="cocojson_test_val", json_file=js, image_root=root, skip_bad_images=True
+    )
+    assert [d["image_id"] for d in dicts] == [10, 12]
+
+
+def test_every_entry_point_has_the_same_options():
+    import inspect
+
+    from freezedet.data.lvis import lvis_json_dataset
+    from freezedet.data.validate import check_records, checked_dataset_dicts
+
+    options = {"skip_bad_images", "verify_images", "high_bit_depth"}
+    for fn in (check_records, checked_dataset_dicts, coco_json_dataset, lvis_json_dataset):
+        params = inspect.signature(fn).parameters
+        assert options <= set(params), (fn.__name__, sorted(params))
+        defaults = {k: params[k].default for k in options}
+        assert defaults == {"skip_bad_images": False, "verify_images": True,
+                            "high_bit_depth": "error"}, (fn.__name__, defaults)  # fmt: skip

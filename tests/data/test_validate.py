@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -99,3 +101,151 @@ def test_deleted_coco_conversion_cache_is_converted_again(tmp_path):
     MetadataCatalog.get(other).set(json_file=str(tmp_path / "nowhere" / "instances.json"))
     with pytest.raises(FileNotFoundError, match=r"'toy_missing_json_validate': annotation file"):
         checked_dataset_dicts(other)
+
+
+def _jpeg(path, size=(64, 48), seed=0):
+    rng = np.random.RandomState(seed)
+    Image.fromarray(rng.randint(0, 255, (size[1], size[0], 3), np.uint8)).save(path, quality=90)
+    return str(path)
+
+
+def _truncate(path):
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+
+
+def test_truncated_jpeg_is_caught_and_checks_are_cached(tmp_path, monkeypatch):
+    from freezedet.data import validate
+
+    good, bad = _jpeg(tmp_path / "good.jpg"), _jpeg(tmp_path / "bad.jpg", seed=1)
+    _truncate(bad)
+    with Image.open(bad) as im:
+        im.verify()  # what the validator used to rely on: PIL's verify() does not decode
+    box = {"bbox": [2, 2, 10, 10], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0}
+    records = [
+        {"file_name": p, "image_id": i, "height": 48, "width": 64, "annotations": [box]}
+        for i, p in enumerate([good, bad])
+    ]
+    cache = str(tmp_path / "cache")
+    with pytest.raises(
+        FileNotFoundError, match=r"bad.jpg cannot be decoded \(OSError: image file is truncated"
+    ):
+        check_records(records, name="trunc", cache_dir=cache)
+    # the second run decodes nothing that is unchanged since the first
+    decoded = []
+    real_decode = validate._decode
+    monkeypatch.setattr(validate, "_decode", lambda p: decoded.append(p) or real_decode(p))
+    assert len(check_records(records[:1], name="trunc", cache_dir=cache)) == 1
+    assert decoded == []
+    # a file that changed (size / mtime) is decoded again
+    _jpeg(good, size=(64, 48), seed=2)
+    os.utime(good, ns=(1, 1))
+    check_records(records[:1], name="trunc", cache_dir=cache)
+    assert decoded == [good]
+
+
+def test_high_bit_depth_refused_or_converted_by_rule(tmp_path, caplog):
+    values = np.linspace(0, 4000, 32 * 40).reshape(32, 40).astype(np.uint16)  # 12-bit data
+    path = str(tmp_path / "cells.png")
+    Image.fromarray(values).save(path)
+    with Image.open(path) as im:
+        assert im.mode.startswith("I"), im.mode
+        # what detectron2's read_image does with it: nearly every pixel clipped to 255
+        assert (np.asarray(im.convert("RGB")) == 255).mean() > 0.9
+    box = {"bbox": [2, 2, 10, 10], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0}
+    records = [{"file_name": path, "image_id": 0, "height": 32, "width": 40, "annotations": [box]}]
+    cache = str(tmp_path / "cache")
+    with pytest.raises(ValueError, match=r"cells.png is not 8-bit .*high_bit_depth"):
+        check_records(records, name="cells", cache_dir=cache)
+    with pytest.raises(ValueError, match="high_bit_depth rule 'range:4095'"):
+        check_records(records, name="cells", cache_dir=cache, high_bit_depth="range:4095")
+    with caplog.at_level("WARNING"):
+        out = check_records(records, name="cells", cache_dir=cache, high_bit_depth="range:0,4000")
+    assert "1 images converted to 8-bit by rule 'range:0,4000'" in caplog.text
+    assert out[0]["source_file_name"] == path and out[0]["file_name"].startswith(cache)
+    converted = np.asarray(Image.open(out[0]["file_name"]))
+    assert converted.dtype == np.uint8 and converted.shape == (32, 40)
+    np.testing.assert_array_equal(converted, np.round(values / 4000 * 255).astype(np.uint8))
+    # what the mapper then reads: the whole range, not a white image
+    from detectron2.data.detection_utils import read_image
+
+    rgb = read_image(out[0]["file_name"], format="RGB")
+    assert rgb.min() == 0 and rgb.max() == 255 and (rgb == 255).mean() < 0.01
+
+
+def test_bad_ground_truth_is_an_evaluation_error(tmp_path):
+    """A box with negative width in an evaluation json: no detection can match it, so COCO AP
+    would be silently lower (here 100 -> 50 with a perfect detector)."""
+    import json
+
+    import torch
+    from detectron2.structures import Boxes, Instances
+    from freezedet.data.coco_json import coco_json_dataset
+    from freezedet.evaluation import COCOEvaluator
+
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    anns = [
+        {"id": 1, "image_id": 1, "bbox": [2, 2, 10, 10], "category_id": 1, "area": 100, "iscrowd": 0},
+        {"id": 2, "image_id": 1, "bbox": [30, 20, -8, 10], "category_id": 1, "area": 80, "iscrowd": 0},
+    ]  # fmt: skip
+    js = tmp_path / "val.json"
+    js.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "height": 40, "width": 40}],
+        "annotations": anns, "categories": [{"id": 1, "name": "thing"}],
+    }))  # fmt: skip
+    records = coco_json_dataset(
+        name="badgt_val", json_file=str(js), image_root=str(tmp_path), filter_empty=False
+    )
+    assert len(records[0]["annotations"]) == 1  # the loader drops it (counted) ...
+    with pytest.raises(ValueError, match=r"val.json: 1 ground-truth annotation.*id 2 .*-8"):
+        COCOEvaluator("badgt_val", distributed=False, output_dir=str(tmp_path / "ev"))
+    # ... and without the check (detectron2's evaluator) a perfect detector gets AP 50
+    from detectron2.evaluation import COCOEvaluator as D2COCOEvaluator
+
+    ev = D2COCOEvaluator("badgt_val", distributed=False, use_fast_impl=False)
+    inst = Instances((40, 40))
+    inst.pred_boxes = Boxes(torch.tensor([[2.0, 2.0, 12.0, 12.0]]))
+    inst.scores, inst.pred_classes = torch.tensor([0.9]), torch.tensor([0])
+    ev.reset()
+    ev.process([{"image_id": 1}], [{"instances": inst}])
+    assert ev.evaluate()["bbox"]["AP50"] == pytest.approx(50.0, abs=1)
+
+
+def test_max_dets_auto_counts_dense_images(tmp_path, caplog):
+    """120 objects in one image: COCO's 100 detections cap a perfect detector's AP; "auto" counts
+    2 x 120."""
+    import json
+
+    import torch
+    from detectron2.structures import Boxes, Instances
+    from freezedet.data.coco_json import coco_json_dataset
+    from freezedet.evaluation import COCOEvaluator
+
+    Image.fromarray(np.zeros((120, 100, 3), np.uint8)).save(tmp_path / "dense.png")
+    boxes = [[10 * (i % 10), 10 * (i // 10), 8, 8] for i in range(120)]
+    js = tmp_path / "dense.json"
+    js.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "dense.png", "height": 120, "width": 100}],
+        "annotations": [{"id": i + 1, "image_id": 1, "bbox": b, "category_id": 1, "area": 64,
+                         "iscrowd": 0} for i, b in enumerate(boxes)],
+        "categories": [{"id": 1, "name": "cell"}],
+    }))  # fmt: skip
+    coco_json_dataset(name="dense_val", json_file=str(js), image_root=str(tmp_path))
+    inst = Instances((120, 100))
+    inst.pred_boxes = Boxes(torch.tensor([[x, y, x + w, y + h] for x, y, w, h in boxes]).float())
+    inst.scores = torch.linspace(1.0, 0.5, 120)
+    inst.pred_classes = torch.zeros(120, dtype=torch.long)
+    ap = {}
+    for max_dets in (None, "auto"):
+        with caplog.at_level("WARNING"):
+            ev = COCOEvaluator(
+                "dense_val", distributed=False, max_dets_per_image=max_dets,
+                output_dir=str(tmp_path / str(max_dets)),
+            )  # fmt: skip
+        ev.reset()
+        ev.process([{"image_id": 1}], [{"instances": inst}])
+        ap[max_dets] = ev.evaluate()["bbox"]["AP"]
+    assert "an image has 120 objects but AP counts at most 100" in caplog.text
+    assert ev.max_dets_per_image == 240
+    assert ap["auto"] == pytest.approx(100.0) and ap[None] < 85, ap

@@ -31,9 +31,27 @@ def _metrics(out):
 
 def test_train_resume_eval_only(synthetic_run_opts, tmp_path):
     out = str(tmp_path / "run")
-    main(_args(synthetic_run_opts, out, opts=["train.max_iter=4", "train.checkpointer.period=2"]))
-    for f in ("model_final.pth", "last_checkpoint", "config.yaml", "metrics.json", "log.txt"):
+    # --resume on an empty output directory: says that it starts fresh, and from what
+    main(
+        _args(
+            synthetic_run_opts,
+            out,
+            flags=["--resume"],
+            opts=["train.max_iter=4", "train.checkpointer.period=2"],
+        )
+    )
+    files = ("model_final.pth", "last_checkpoint", "config.yaml", "metrics.json", "log.txt")
+    for f in files + ("env.txt", "model.txt"):
         assert os.path.isfile(os.path.join(out, f)), f
+    log = open(os.path.join(out, "log.txt")).read()
+    assert (
+        "--resume: " + out + " holds no checkpoint (no last_checkpoint file), so training "
+        "starts fresh at iteration 0 from random initialisation" in log
+    ), log[:3000]
+    # a readable log: no colour codes, no model printout or environment table (in files)
+    assert "\x1b[" not in log and "GeneralizedRCNN(" not in log and "PyTorch built with" not in log
+    assert "GeneralizedRCNN(" in open(os.path.join(out, "model.txt")).read()
+    assert "run summary:" in log and "warmup over the first 1 iterations" in log
     assert open(os.path.join(out, "last_checkpoint")).read() == "model_final.pth"
     first = _metrics(out)
     assert [m["iteration"] for m in first if "total_loss" in m] == [0, 1, 2, 3]
@@ -55,6 +73,7 @@ def test_train_resume_eval_only(synthetic_run_opts, tmp_path):
     )
     resumed = [m["iteration"] for m in _metrics(out) if "total_loss" in m]
     assert resumed[-2:] == [4, 5], resumed
+    assert f"--resume: continuing from {out}/model_final.pth" in open(f"{out}/log.txt").read()
     # the training wall-clock is checkpointed: the resumed run continues it, never restarts it
     clock = [m["train_time_s"] for m in _metrics(out) if "train_time_s" in m]
     assert len(clock) == 6 and all(b > a for a, b in zip(clock, clock[1:])), clock
@@ -122,3 +141,37 @@ def test_syncbn_becomes_naive_syncbn_on_cpu(caplog):
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
     n = sum(isinstance(m, NaiveSyncBatchNorm) for m in model.backbone.modules())
     assert n > 0 and f"{n} SyncBatchNorm layers replaced" in caplog.text
+
+
+def test_eval_only_needs_trained_weights(synthetic_run_opts, tmp_path):
+    """--eval-only evaluating random heads (AP 0, exit 0) is an error unless asked for."""
+    with pytest.raises(ValueError, match="--eval-only without weights: train.init_checkpoint"):
+        main(_args(synthetic_run_opts, str(tmp_path / "a"), flags=["--eval-only"]))
+    # the recipe's own init_checkpoint: ImageNet trunk weights, no detector heads
+    trunk = load_config(CONFIG).train.init_checkpoint
+    with pytest.raises(
+        ValueError, match=r"leaves \d+ of \d+ model weight tensors uninitialised .*fpn_"
+    ):
+        main(
+            _args(
+                synthetic_run_opts,
+                str(tmp_path / "b"),
+                flags=["--eval-only"],
+                opts=[f"train.init_checkpoint={trunk}"],
+            )
+        )
+    results = main(
+        _args(
+            synthetic_run_opts,
+            str(tmp_path / "c"),
+            flags=["--eval-only", "--allow-missing-weights"],
+            opts=["model.roi_heads.box_predictor.test_score_thresh=0.5"],
+        )
+    )
+    assert "AP" in results["bbox"]
+
+
+def test_classes_must_match_the_data(synthetic_run_opts, tmp_path):
+    out = str(tmp_path / "classes")
+    with pytest.raises(ValueError, match=r"num_classes=3 but dataset 'synthetic_train' has 1 cl"):
+        main(_args(synthetic_run_opts, out, opts=["model.roi_heads.num_classes=3"]))

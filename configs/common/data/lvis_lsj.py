@@ -14,6 +14,7 @@ dataloader.train.dataset = L(lvis_json_dataset)(
     name="lvis_v1_train_json",
     json_file=builtin_dataset_path("lvis", "lvis_v1_train.json"),
     image_root=builtin_dataset_path("coco"),
+    verify_images=False,  # decoding ~100k COCO images on the first run takes long
 )
 dataloader.train.sampler = L(RepeatFactorTrainingSampler)(
     repeat_factors=L(RepeatFactorTrainingSampler.repeat_factors_from_category_frequency)(
@@ -26,6 +27,7 @@ dataloader.test.dataset = L(lvis_json_dataset)(
     json_file=builtin_dataset_path("lvis", "lvis_v1_val.json"),
     image_root=builtin_dataset_path("coco"),
     filter_empty=False,
+    verify_images=False,
 )
 dataloader.evaluator = L(LVISEvaluator)(
     dataset_name="${..test.dataset.name}", max_dets_per_image=300, backend="faster_coco_eval"
