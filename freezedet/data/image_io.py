@@ -21,10 +21,6 @@ from detectron2.utils.file_io import PathManager
 
 __all__ = ["ImageReadError", "UnsupportedImageError", "read_image_for_model"]
 
-# PIL modes of more than 8 bits per channel
-_HIGH_BIT_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
-
-
 class ImageReadError(ValueError):
     """A file that cannot be read as an image (missing, not an image, truncated)."""
 
@@ -43,8 +39,10 @@ def _raw_mode(image: Image.Image) -> str:
 
 def _bits_per_channel(image: Image.Image) -> int:
     raw = _raw_mode(image)
-    if image.mode in _HIGH_BIT_DEPTH_MODES or ";16" in raw or ";32" in raw:
-        return 32 if image.mode in ("I", "F") or ";32" in raw else 16
+    if ";16" in raw or image.mode.startswith("I;16"):
+        return 16
+    if ";32" in raw or image.mode in ("I", "F"):
+        return 32
     return 8
 
 

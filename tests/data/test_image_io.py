@@ -47,7 +47,8 @@ def test_exif_orientation_is_applied_like_detectron2(tmp_path):
 def test_high_bit_depth_is_refused_naming_the_file(tmp_path, name, array):
     path = str(tmp_path / name)
     Image.fromarray(array).save(path)
-    with pytest.raises(UnsupportedImageError, match=rf"{name}: (16|32)-bit image"):
+    bits = 16 if array.dtype == np.uint16 else 32
+    with pytest.raises(UnsupportedImageError, match=rf"{name}: {bits}-bit image"):
         read_image_for_model(path, "RGB")
 
 
