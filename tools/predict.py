@@ -3,7 +3,7 @@
 
     python tools/predict.py --config-file configs/DeepForest/faster_rcnn_fpn_effl0_frozen.py \
         --weights output/DeepForest/faster_rcnn_fpn_effl0_frozen --input photos/ --output preds/ \
-        [--score-threshold 0.5] [--tile 400 --overlap 0.25 --merge nms|wbf] [key=value ...]
+        [--score-threshold 0.5] [--tile 400 --overlap 0.25 --merge nms|wbf] [--opts key=value ...]
 
 writes ``preds/<image>.png`` (detections drawn with class names and scores) and
 ``preds/results.json`` (COCO results). All logic lives in ``freezedet.inference``.

@@ -167,7 +167,9 @@ class ExportedModel(nn.Module):
         self.format = "onnx" if path.endswith(".onnx") else "torchscript"
         self._device = torch.device(device)
         if self.format == "torchscript":
-            self.module = torch.jit.load(path, map_location=self._device)
+            with warnings.catch_warnings():  # torch 2.14 deprecates TorchScript for torch.export
+                warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated")
+                self.module = torch.jit.load(path, map_location=self._device)
         else:
             self.__dict__["session"] = _onnx_session(path, device, num_threads)
 

@@ -67,7 +67,12 @@ def argument_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", choices=MERGE_METHODS, default="nms", help="merging across tiles")
     p.add_argument("--merge-iou", type=float, default=0.5, help="IoU of duplicates across tiles")
     p.add_argument("--no-pictures", action="store_true", help="write results.json only")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="key=value config overrides")
+    p.add_argument(
+        "--opts",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="key=value config overrides (last: everything after it is an override)",
+    )
     return p
 
 

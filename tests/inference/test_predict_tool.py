@@ -41,7 +41,7 @@ def test_predict_folder_then_evaluate(tmp_path, checkpoints):
     out = tmp_path / "preds"
     cmd = [sys.executable, os.path.join(ROOT, "tools", "predict.py"), "--config-file", config]
     cmd += ["--weights", os.path.dirname(weights), "--input", str(folder), "--output", str(out)]
-    cmd += ["--score-threshold", "0.5", "--device", "cpu", *opts]
+    cmd += ["--score-threshold", "0.5", "--device", "cpu", "--opts", *opts]
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=str(tmp_path), timeout=600)
     assert run.returncode == 1, run.stderr[-3000:]  # two images failed, the others were done
     err = run.stderr
@@ -86,12 +86,12 @@ def test_predict_in_tiles_and_bad_arguments(tmp_path, checkpoints, capsys):
     out = tmp_path / "tiled"
     argv = ["--config-file", config, "--weights", weights, "--output", str(out), "--device", "cpu"]
     tiled = ["--input", image, "--tile", "256", "--overlap", "0.3", "--merge", "wbf"]
-    assert predict_main(argv + tiled + ["--no-pictures", *opts]) == 0
+    assert predict_main(argv + tiled + ["--no-pictures", "--opts", *opts]) == 0
     assert os.listdir(out) == ["results.json"], os.listdir(out)
     assert json.loads((out / "results.json").read_text()), "no detections"
     capsys.readouterr()
     missing = ["--config-file", config, "--weights", str(tmp_path / "missing.pth")]
-    assert predict_main(missing + ["--input", image, "--output", str(out), *opts]) == 2
+    assert predict_main(missing + ["--input", image, "--output", str(out), "--opts", *opts]) == 2
     assert "predict: error: weights" in capsys.readouterr().err
-    assert predict_main(argv + ["--input", str(tmp_path / "*.nothing"), *opts]) == 2
+    assert predict_main(argv + ["--input", str(tmp_path / "*.nothing"), "--opts", *opts]) == 2
     assert "no such file, folder or matching file" in capsys.readouterr().err
