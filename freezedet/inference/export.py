@@ -66,9 +66,10 @@ class ExportableDetector(nn.Module):
     def __init__(self, *, model: nn.Module, fold_bn: bool = True):
         """
         Args:
-            model (nn.Module): a detectron2 detector with ``inference(batched_inputs,
-                do_postprocess=False)`` (``GeneralizedRCNN``: Faster / Mask / Cascade R-CNN)
-                or ``forward_inference(batched_inputs, do_postprocess=False)`` (RetinaNet).
+            model (nn.Module): a detectron2 detector: a ``GeneralizedRCNN`` (Faster / Mask /
+                Cascade R-CNN, through ``inference(..., do_postprocess=False)``) or a
+                ``DenseDetector`` (RetinaNet: ``preprocess_image``, ``backbone``, ``head``,
+                ``forward_inference``).
             fold_bn (bool): fold frozen BatchNorm into convolutions in a copy of ``model``.
         """
         super().__init__()
@@ -81,10 +82,14 @@ class ExportableDetector(nn.Module):
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         inputs = [{"image": image}]
-        if hasattr(self.model, "inference"):
-            instances = self.model.inference(inputs, do_postprocess=False)[0]
-        else:
-            instances = self.model.forward_inference(inputs, do_postprocess=False)[0]
+        model = self.model
+        if hasattr(model, "inference"):
+            instances = model.inference(inputs, do_postprocess=False)[0]
+        else:  # a DenseDetector's eval forward up to its postprocessing
+            images = model.preprocess_image(inputs)
+            features = model.backbone(images.tensor)
+            features = [features[f] for f in model.head_in_features]
+            instances = model.forward_inference(images, features, model.head(features))[0]
         outputs = (instances.pred_boxes.tensor, instances.scores, instances.pred_classes)
         if instances.has("pred_masks"):
             outputs += (instances.pred_masks,)
@@ -118,6 +123,7 @@ def export_model(
         # detectron2's shape arithmetic in Python is what the tracer warns about; the parity
         # tests run exported files at other sizes than the traced one
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", ".*is deprecated", FutureWarning)  # torch.jit in 2.14
         if ext == ".ts":
             torch.jit.trace(wrapper, (sample_image,), check_trace=False).save(path)
         else:
