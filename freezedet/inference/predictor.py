@@ -190,6 +190,8 @@ class Predictor:
         else:
             cfg = LazyConfig.apply_overrides(copy.deepcopy(config), list(opts))
         cfg.train.device = device or cfg.train.get("device", None) or _default_device()
+        if str(cfg.train.device).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {cfg.train.device!r}, but CUDA is not available here")
         weights = resolve_weights(weights)  # before building: a wrong path fails fast
         if os.path.splitext(weights)[1] in EXPORT_FORMATS.values():
             model = ExportedModel(path=weights, device=cfg.train.device)

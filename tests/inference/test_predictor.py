@@ -106,6 +106,9 @@ def test_weights_errors_say_what_is_wrong(tmp_path, checkpoints):
     config, opts, weights = checkpoints("fpn")
     with pytest.raises(FileNotFoundError, match="weights .*nope.pth do not exist"):
         freezedet.Predictor.from_config(config, str(tmp_path / "nope.pth"), opts=opts)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="'cuda', but CUDA is not available"):
+            freezedet.Predictor.from_config(config, weights, opts=opts, device="cuda")
     with pytest.raises(FileNotFoundError, match="directory without model_final.pth"):
         resolve_weights(str(tmp_path))
     run = tmp_path / "run"
