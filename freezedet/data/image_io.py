@@ -21,6 +21,7 @@ from detectron2.utils.file_io import PathManager
 
 __all__ = ["ImageReadError", "UnsupportedImageError", "read_image_for_model"]
 
+
 class ImageReadError(ValueError):
     """A file that cannot be read as an image (missing, not an image, truncated)."""
 
