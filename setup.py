@@ -54,6 +54,7 @@ setup(
     extras_require={
         "lvis": ["lvis"],
         "fast-eval": ["faster-coco-eval>=1.6"],
+        "export": ["onnx>=1.14", "onnxruntime>=1.16"],  # ONNX export + ONNX Runtime inference
         "dev": ["pytest>=7.3", "scikit-image", "black"],
     },
     cmdclass={"build_py": BuildPyWithConfigs},

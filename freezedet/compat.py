@@ -21,6 +21,11 @@ Runtime fixes (applied by :func:`apply_all`):
    It is imported with a stand-in for that one function, visible to nothing else: ``import
    pkg_resources`` elsewhere still fails as before.
 
+9. ``CascadeROIHeads._run_stage`` calls the autograd Function ``_ScaleGradient`` (an identity
+   in the forward pass that scales gradients) also in inference, which ``torch.jit.trace``
+   cannot record ("Could not export Python function call '_ScaleGradient'"), so no Cascade
+   R-CNN traces for export. detectron2 main calls it only in training; so does the fix.
+
 freezedet's own pure-Python install (``tools/install_detectron2.py``) patches 3 and 4 into the
 installed sources, as detectron2 main fixed them, so they work there without ``import freezedet``
 and both probes find nothing to fix; the runtime fixes serve a v0.6 installed some other way.
@@ -233,6 +238,51 @@ def _import_model_zoo_without_pkg_resources():
         del sys.modules["pkg_resources"]
 
 
+# 9. Cascade R-CNN traceable in inference ---------------------------------------------------------
+def _cascade_scales_gradient_in_inference() -> bool:
+    from detectron2.modeling.roi_heads import cascade_rcnn
+
+    calls = []
+
+    class Recorder:
+        @staticmethod
+        def apply(x, scale):
+            calls.append(scale)
+            return x
+
+    stage = types.SimpleNamespace(
+        training=False,
+        num_cascade_stages=3,
+        box_pooler=lambda features, boxes: features[0],
+        box_head=[lambda x: x],
+        box_predictor=[lambda x: x],
+    )
+    original = cascade_rcnn._ScaleGradient
+    cascade_rcnn._ScaleGradient = Recorder
+    try:
+        cascade_rcnn.CascadeROIHeads._run_stage(stage, [torch.zeros(1)], [], 0)
+    finally:
+        cascade_rcnn._ScaleGradient = original
+    return bool(calls)
+
+
+def _fix_cascade_inference_trace():
+    from detectron2.modeling.roi_heads import cascade_rcnn
+
+    def _run_stage(self, features, proposals, stage):
+        box_features = self.box_pooler(features, [x.proposal_boxes for x in proposals])
+        # the losses of all stages are summed; their gradients into the shared features are
+        # scaled down by the number of stages (an identity in the forward pass)
+        if self.training:
+            box_features = cascade_rcnn._ScaleGradient.apply(
+                box_features, 1.0 / self.num_cascade_stages
+            )
+        box_features = self.box_head[stage](box_features)
+        return self.box_predictor[stage](box_features)
+
+    cascade_rcnn.CascadeROIHeads._run_stage = _run_stage
+
+
 # 5. launch ----------------------------------------------------------------------------------------
 def _cpu_worker(
     local_rank, main_func, world_size, procs_per_machine, machine_rank, dist_url, args, timeout
@@ -346,6 +396,11 @@ _FIXES = [
         "detectron2.model_zoo imports pkg_resources",
         _model_zoo_imports_pkg_resources,
         _import_model_zoo_without_pkg_resources,
+    ),
+    (
+        "CascadeROIHeads scales gradients in inference (untraceable)",
+        _cascade_scales_gradient_in_inference,
+        _fix_cascade_inference_trace,
     ),
 ]
 

@@ -1,0 +1,18 @@
+"""Using a trained detector: predicting images (whole or tiled), results files, export."""
+
+from .masks import CroppedMasks
+from .predictor import Predictor, config_metadata, resolve_weights
+from .results import draw_instances, instances_to_results
+from .tiling import MERGE_METHODS, merge_detections, tile_grid
+
+__all__ = [
+    "CroppedMasks",
+    "MERGE_METHODS",
+    "Predictor",
+    "config_metadata",
+    "draw_instances",
+    "instances_to_results",
+    "merge_detections",
+    "resolve_weights",
+    "tile_grid",
+]

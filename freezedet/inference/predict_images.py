@@ -1,0 +1,235 @@
+"""The logic behind ``tools/predict.py``: predict a trained model on image files, write one
+picture per image and one COCO results json.
+
+    python tools/predict.py --config-file configs/DeepForest/faster_rcnn_fpn_effl0_frozen.py \
+        --weights output/DeepForest/faster_rcnn_fpn_effl0_frozen --input images/ --output preds/
+
+An image that cannot be read (or has no conversion rule, e.g. 16-bit) is reported with its file
+name and skipped; the other images are still predicted, and the exit status is then 1.
+"""
+
+import argparse
+import glob
+import json
+import logging
+import os
+import sys
+import tempfile
+from typing import List, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from detectron2.data.detection_utils import convert_image_to_rgb
+from detectron2.utils.logger import setup_logger
+
+from ..data.image_io import ImageReadError
+from .predictor import Predictor
+from .results import draw_instances, instances_to_results
+from .tiling import MERGE_METHODS
+
+__all__ = ["argument_parser", "collect_images", "predict_images", "main"]
+
+logger = logging.getLogger(__name__)
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Predict a trained freezedet model on images: one PNG with the detections "
+        "drawn per image and one COCO results json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config-file", required=True, help="the model's LazyConfig")
+    p.add_argument(
+        "--weights",
+        required=True,
+        help="checkpoint (.pth), or a training output dir (its model_final.pth / last checkpoint)",
+    )
+    p.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        help="image files, folders (their image files, not recursive) or glob patterns",
+    )
+    p.add_argument("--output", required=True, help="folder for the PNGs and results.json")
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.5,
+        help="drop detections below this score, in the pictures and the json (for AP "
+        "evaluation use a low value, e.g. 0.05)",
+    )
+    p.add_argument("--device", default=None, help="cpu / cuda; default: cuda if available")
+    p.add_argument("--batch-size", type=int, default=4, help="images (or tiles) per model call")
+    p.add_argument("--tile", type=int, default=None, help="predict in tiles of SIZE px")
+    p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction")
+    p.add_argument("--merge", choices=MERGE_METHODS, default="nms", help="merging across tiles")
+    p.add_argument("--merge-iou", type=float, default=0.5, help="IoU of duplicates across tiles")
+    p.add_argument("--no-pictures", action="store_true", help="write results.json only")
+    p.add_argument(
+        "--opts",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="key=value config overrides (last: everything after it is an override)",
+    )
+    return p
+
+
+def _image_extensions() -> set:
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
+def collect_images(inputs: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """(image files, skipped files) of ``inputs``: files are taken as given; folders and glob
+    patterns contribute their files with an image extension, the others are skipped.
+
+    Raises:
+        FileNotFoundError: an input that is neither a file, a folder nor a matching pattern.
+    """
+    extensions = _image_extensions()
+    files, skipped = [], []
+    for item in inputs:
+        if os.path.isfile(item):
+            files.append(item)
+            continue
+        if os.path.isdir(item):
+            found = [os.path.join(item, f) for f in sorted(os.listdir(item))]
+            found = [f for f in found if os.path.isfile(f) and not os.path.basename(f)[0] == "."]
+        else:
+            found = [f for f in sorted(glob.glob(item, recursive=True)) if os.path.isfile(f)]
+            if not found:
+                raise FileNotFoundError(f"--input {item}: no such file, folder or matching file")
+        for f in found:
+            is_image = os.path.splitext(f)[1].lower() in extensions
+            (files if is_image else skipped).append(f)
+    return files, skipped
+
+
+def _output_names(files: Sequence[str]) -> List[str]:
+    """``<stem>.png`` per file, made unique (``<stem>_1.png`` ...) when stems repeat."""
+    used, names = set(), []
+    for f in files:
+        stem = os.path.splitext(os.path.basename(f))[0]
+        name, k = f"{stem}.png", 0
+        while name in used:
+            k += 1
+            name = f"{stem}_{k}.png"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+class _JsonListWriter:
+    """Writes a json list item by item (nothing accumulates in memory), atomically renamed
+    into place on close."""
+
+    def __init__(self, path: str):
+        self.path = path
+        fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
+        self._f = os.fdopen(fd, "w")
+        self._f.write("[")
+        self.count = 0
+
+    def extend(self, items):
+        for item in items:
+            self._f.write(("," if self.count else "") + "\n" + json.dumps(item))
+            self.count += 1
+
+    def close(self):
+        self._f.write("\n]\n")
+        self._f.close()
+        os.chmod(self._tmp, 0o644)
+        os.replace(self._tmp, self.path)
+
+
+def predict_images(
+    predictor: Predictor, files: Sequence[str], output_dir: str, *, pictures: bool = True
+) -> dict:
+    """Predict ``files``, writing ``<output_dir>/<stem>.png`` (if ``pictures``) and
+    ``<output_dir>/results.json`` (image ids 1, 2, ... in the order of ``files``, each result
+    with its ``file_name``). Unreadable images are reported and skipped.
+
+    Returns:
+        dict: ``results_json``, ``images`` (predicted), ``detections``, ``failed``
+        (list of (file, message)).
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    names = dict(zip(files, _output_names(files)))
+    ids = {f: i + 1 for i, f in enumerate(files)}
+    failed, pending = [], []
+    bar = tqdm(total=len(files), unit="img", desc="predict", dynamic_ncols=True, file=sys.stderr)
+
+    def readable():
+        for path in files:
+            try:
+                image = predictor.read(path)
+            except ImageReadError as e:
+                failed.append((path, str(e)))
+                tqdm.write(f"skipped {e}", file=sys.stderr)
+                bar.update(1)
+                continue
+            pending.append((path, image))
+            yield image
+
+    writer = _JsonListWriter(os.path.join(output_dir, "results.json"))
+    try:
+        for instances in predictor.iter_predictions(readable()):
+            path, image = pending.pop(0)
+            writer.extend(
+                instances_to_results(
+                    instances, image_id=ids[path], file_name=path, metadata=predictor.metadata
+                )
+            )
+            if pictures:
+                rgb = convert_image_to_rgb(image, predictor.input_format)
+                drawn = draw_instances(np.ascontiguousarray(rgb), instances, predictor.metadata)
+                Image.fromarray(drawn).save(os.path.join(output_dir, names[path]))
+            bar.update(1)
+    finally:
+        bar.close()
+        writer.close()
+    return {
+        "results_json": writer.path,
+        "images": len(files) - len(failed),
+        "detections": writer.count,
+        "failed": failed,
+    }
+
+
+def main(argv=None) -> int:
+    """``tools/predict.py``; returns the exit status (0 ok, 1 some images failed, 2 bad
+    arguments)."""
+    args = argument_parser().parse_args(argv)
+    setup_logger(name="freezedet")
+    try:
+        files, skipped = collect_images(args.input)
+        predictor = Predictor.from_config(
+            args.config_file,
+            args.weights,
+            opts=args.opts,
+            device=args.device,
+            batch_size=args.batch_size,
+            score_threshold=args.score_threshold,
+            tile_size=args.tile,
+            overlap=args.overlap,
+            merge=args.merge,
+            merge_iou=args.merge_iou,
+        )
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"predict: error: {e}", file=sys.stderr)
+        return 2
+    for f in skipped:
+        print(f"skipped {f}: not an image file (extension)", file=sys.stderr)
+    if not files:
+        print(f"predict: error: no image files in {args.input}", file=sys.stderr)
+        return 2
+    summary = predict_images(predictor, files, args.output, pictures=not args.no_pictures)
+    print(
+        f"{summary['images']} images predicted, {summary['detections']} detections >= "
+        f"{args.score_threshold} in {summary['results_json']}"
+        + ("" if args.no_pictures else f", pictures in {args.output}")
+    )
+    for path, message in summary["failed"]:
+        print(f"failed: {message}", file=sys.stderr)
+    return 1 if summary["failed"] else 0
