@@ -5,10 +5,12 @@ evaluation): the EXIF orientation is applied, then PIL converts the image to the
 so grayscale (``L``, ``1``), palette (``P``), ``LA``, ``RGBA`` (alpha dropped, not composited),
 ``CMYK`` and ``YCbCr`` images become 8-bit RGB (flipped to BGR for BGR models).
 
-Images with more than 8 bits per channel (16-bit grayscale or RGB, 32-bit integer, float) are
-refused: PIL's conversion of those to 8 bits is not a scaling a model was trained with (16-bit
-grayscale is clipped at 255; 16-bit RGB keeps the high byte). A documented conversion rule for
-them belongs here, in :func:`read_image_for_model`, so that prediction and training agree.
+Images with more than 8 bits per channel (16-bit grayscale, 32-bit integer, float) are
+converted by the dataset's ``high_bit_depth`` rule (:mod:`freezedet.data.bit_depth`, the rule the
+dataset validator applies in training), or refused with an error naming the file and the option
+when the rule is "error" (the default): PIL's own conversion is not a scaling a model was trained
+with (16-bit grayscale is clipped at 255). 16-bit RGB files are always refused: PIL decodes only
+their high byte, so no rule can be applied to what it returns.
 """
 
 import os
@@ -18,6 +20,8 @@ from PIL import Image, UnidentifiedImageError
 
 from detectron2.data.detection_utils import _apply_exif_orientation, convert_PIL_to_numpy
 from detectron2.utils.file_io import PathManager
+
+from .bit_depth import is_high_bit_depth, parse_rule, to_uint8
 
 __all__ = ["ImageReadError", "UnsupportedImageError", "read_image_for_model"]
 
@@ -47,34 +51,46 @@ def _bits_per_channel(image: Image.Image) -> int:
     return 8
 
 
-def read_image_for_model(path: str, format: str) -> np.ndarray:
+def read_image_for_model(path: str, format: str, high_bit_depth: str = "error") -> np.ndarray:
     """Read ``path`` as the HWC uint8 array a model with input format ``format`` expects.
 
     Args:
         path (str): an image file (any ``PathManager`` path).
         format (str): the model's input format, "RGB" or "BGR" (or any PIL mode, e.g. "L").
+        high_bit_depth (str): the rule for images of more than 8 bits per channel
+            (:mod:`freezedet.data.bit_depth`): "error", "percentile[:LOW,HIGH]" or
+            "range:LOW,HIGH"; use the rule the model's training data was converted with.
 
     Returns:
         np.ndarray: (H, W, C) uint8, converted as detectron2's ``read_image`` does in training.
 
     Raises:
         ImageReadError: naming the file, when it is missing or not a readable image.
-        UnsupportedImageError: naming the file and its pixel format, for images of more than 8
-            bits per channel.
+        UnsupportedImageError: naming the file, its pixel format and the option, for images of
+            more than 8 bits per channel that ``high_bit_depth`` does not convert.
     """
+    rule = parse_rule(high_bit_depth)[0]
     if not PathManager.isfile(path):
         raise ImageReadError(f"{path}: no such file")
     try:
         with PathManager.open(path, "rb") as f:
             image = Image.open(f)
             bits = _bits_per_channel(image)
-            if bits > 8:
+            if bits > 8 and (rule == "error" or not is_high_bit_depth(image.mode)):
+                how = (
+                    "PIL decodes only the high byte of 16-bit RGB files: convert it to 8 bits "
+                    "with the scaling your training data used"
+                    if rule != "error"
+                    else "choose a conversion rule, high_bit_depth='percentile' or "
+                    "'range:LOW,HIGH' (freezedet.data.bit_depth), as for the training data"
+                )
                 raise UnsupportedImageError(
                     f"{path}: {bits}-bit image (PIL mode {image.mode}, raw {_raw_mode(image)}); "
-                    "only 8-bit images are converted for a model. Convert it to 8 bits with the "
-                    "scaling your training data used."
+                    f"{how}."
                 )
             image = _apply_exif_orientation(image)
+            if bits > 8:
+                image = Image.fromarray(to_uint8(np.asarray(image), high_bit_depth))
             array = convert_PIL_to_numpy(image, format)
     except ImageReadError:
         raise

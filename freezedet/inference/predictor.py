@@ -132,6 +132,7 @@ class Predictor:
         merge: str = "nms",
         merge_iou: float = 0.5,
         tile_cores: bool = True,
+        high_bit_depth: str = "error",
     ):
         """
         Args:
@@ -152,6 +153,9 @@ class Predictor:
             merge_iou (float): IoU above which detections of neighbouring tiles are merged.
             tile_cores (bool): keep a tile's detection only if its centre lies in the tile's
                 core (see :mod:`freezedet.inference.tiling`); False: merge everything.
+            high_bit_depth (str): how image files of more than 8 bits per channel are
+                converted (:mod:`freezedet.data.bit_depth`); :meth:`from_config` takes the
+                test dataset's rule.
         """
         assert batch_size >= 1, f"batch_size={batch_size} must be >= 1"
         assert merge in MERGE_METHODS, f"merge={merge!r} is not one of {MERGE_METHODS}"
@@ -168,6 +172,7 @@ class Predictor:
         self.merge = merge
         self.merge_iou = merge_iou
         self.tile_cores = tile_cores
+        self.high_bit_depth = high_bit_depth
 
     @classmethod
     def from_config(cls, config, weights, *, opts: Sequence[str] = (), device=None, **options):
@@ -210,7 +215,10 @@ class Predictor:
             input_format=mapper.get("image_format", None) or cfg.model.input_format,
             augmentations=[instantiate(a) for a in mapper.get("augmentations", None) or []],
             metadata=metadata,
-            **options,
+            **{
+                "high_bit_depth": cfg.dataloader.test.dataset.get("high_bit_depth", "error"),
+                **options,
+            },
         )
 
     @property
@@ -219,7 +227,7 @@ class Predictor:
 
     def read(self, path: Union[str, os.PathLike]) -> np.ndarray:
         """An image file as the model's input array (:func:`read_image_for_model`)."""
-        return read_image_for_model(os.fspath(path), self.input_format)
+        return read_image_for_model(os.fspath(path), self.input_format, self.high_bit_depth)
 
     def __call__(self, images):
         if isinstance(images, (str, os.PathLike, np.ndarray)):

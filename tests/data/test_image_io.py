@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from detectron2.data.detection_utils import read_image
+from freezedet.data.bit_depth import to_uint8
 from freezedet.data.image_io import ImageReadError, UnsupportedImageError, read_image_for_model
 
 
@@ -48,8 +49,15 @@ def test_high_bit_depth_is_refused_naming_the_file(tmp_path, name, array):
     path = str(tmp_path / name)
     Image.fromarray(array).save(path)
     bits = 16 if array.dtype == np.uint16 else 32
-    with pytest.raises(UnsupportedImageError, match=rf"{name}: {bits}-bit image"):
+    with pytest.raises(UnsupportedImageError, match=rf"{name}: {bits}-bit image.*high_bit_depth"):
         read_image_for_model(path, "RGB")
+    # the dataset's rule (what the validator applies in training) converts it instead
+    for rule in ("percentile", f"range:0,{array.max()}"):
+        ours = read_image_for_model(path, "RGB", high_bit_depth=rule)
+        gray = to_uint8(array, rule)
+        assert ours.shape == (12, 16, 3) and ours.dtype == np.uint8, (ours.shape, ours.dtype)
+        np.testing.assert_array_equal(ours, np.repeat(gray[:, :, None], 3, axis=2))
+        assert ours.max() > 200 and ours.min() < 10, rule  # scaled, not clipped at 255
 
 
 def test_16bit_rgb_png_is_refused_although_pil_reports_rgb(tmp_path):
@@ -60,6 +68,8 @@ def test_16bit_rgb_png_is_refused_although_pil_reports_rgb(tmp_path):
     assert Image.open(path).mode == "RGB"  # PIL silently keeps the high byte
     with pytest.raises(UnsupportedImageError, match=r"rgb16.png: 16-bit image \(PIL mode RGB"):
         read_image_for_model(path, "BGR")
+    with pytest.raises(UnsupportedImageError, match="only the high byte"):
+        read_image_for_model(path, "BGR", high_bit_depth="percentile")
 
 
 def test_unreadable_files_name_the_file(tmp_path):
