@@ -17,6 +17,7 @@ from detectron2.data.samplers import RepeatFactorTrainingSampler
 from detectron2.structures import BoxMode
 from freezedet.data.lvis import (
     category_image_counts,
+    category_instance_counts,
     check_lvis_json,
     lvis_json_dataset,
 )
@@ -45,6 +46,13 @@ def test_registration_and_metadata(lvis_data):
     ]
     assert meta.class_image_count == expected and category_image_counts("lt_lvis_test") == expected
     assert expected[:3] == [3, 2, 1], expected  # tree in all tiles, snag in 2, stump in 1
+    # instances (Cui et al.'s samples) are not images: many trees per tile
+    instances = [
+        sum(a["category_id"] == c for r in records for a in r["annotations"]) for c in range(6)
+    ]
+    assert meta.class_instance_count == instances, (meta.class_instance_count, instances)
+    assert category_instance_counts("lt_lvis_test") == instances
+    assert instances[0] > expected[0], (instances, expected)
     labelme = [d for d in dicts if d["height"] != 400]
     assert sum(len(d["annotations"]) for d in labelme) == 12
     assert all(isinstance(a["segmentation"], list) for d in dicts for a in d["annotations"])
