@@ -120,16 +120,42 @@ def _jittered_outputs(dicts, seed=0):
     return inputs, outputs
 
 
-def test_evaluator_backends_agree_on_apr_apc_apf(lvis_data):
+def test_evaluator_backends_agree_on_apr_apc_apf(lvis_data, monkeypatch):
+    """Both backends really run (a missing faster-coco-eval falls back to the lvis package with
+    a warning, which would make this compare the lvis package with itself), then agree."""
+    import detectron2.evaluation.lvis_evaluation as d2_lvis
+
+    import freezedet.evaluation.lvis as fd_lvis
+
+    calls = []
+
+    def spy(name, fn):
+        def wrapped(*args, **kwargs):
+            calls.append(name)
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(
+        d2_lvis,
+        "_evaluate_predictions_on_lvis",
+        spy("lvis", d2_lvis._evaluate_predictions_on_lvis),
+    )
+    monkeypatch.setattr(
+        fd_lvis, "evaluate_lvis_faster", spy("faster_coco_eval", fd_lvis.evaluate_lvis_faster)
+    )
     _, _, dicts, _ = lvis_data
     all_dicts = DatasetCatalog.get("lt_lvis_test")
     inputs, outputs = _jittered_outputs(all_dicts)
     results = {}
     for backend in ("pycocotools", "faster_coco_eval"):
+        calls.clear()
         ev = LVISEvaluator("lt_lvis_test", tasks=("bbox",), distributed=False, backend=backend)
+        assert ev.backend == backend, f"asked for {backend}, got {ev.backend} (fallback)"
         ev.reset()
         ev.process(inputs, outputs)
         results[backend] = ev.evaluate()["bbox"]
+        assert calls == ["lvis" if backend == "pycocotools" else "faster_coco_eval"], calls
     ref, fast = results["pycocotools"], results["faster_coco_eval"]
     assert {"AP", "APr", "APc", "APf"} <= set(ref) and set(ref) == set(fast)
     for k in ("APr", "APc", "APf"):
