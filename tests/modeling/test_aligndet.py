@@ -4,6 +4,8 @@ sampling, asymmetric views with the momentum detector's own RPN, regression aver
 positives, the contrastive loss is lowest for identical views with equal online / momentum
 nets, Cascade R-CNN + NAS-FPN works, eval mode is the online detector."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,7 @@ from freezedet.model_zoo import get_config
 from freezedet.modeling.meta_arch import (
     AlignDetPretrainer,
     box_contrast,
+    box_contrast_chance,
     match_rois_to_proposals,
 )
 
@@ -157,6 +160,11 @@ def test_box_contrast_matches_the_official_loss():
     assert torch.allclose(got, infonce, atol=1e-6), (got.item(), infonce.item())
     # with online negatives as well the loss is larger (more negatives)
     assert box_contrast(q1, ids, k1, ids, 0.5) > got
+    # uninformative (identical) embeddings give exactly the chance level
+    same = F.normalize(torch.ones(9, 8), dim=1)
+    flat = box_contrast(same, qi, same[:7], ki, 0.5)
+    assert flat.item() == pytest.approx(box_contrast_chance(qi, ki), abs=1e-5)
+    assert box_contrast_chance(ids, ids, negatives="momentum") == pytest.approx(math.log(5))
 
 
 def test_match_rois_to_proposals():

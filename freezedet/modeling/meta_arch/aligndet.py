@@ -50,11 +50,13 @@ from detectron2.config import configurable
 from detectron2.layers import cat
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import Boxes, Instances, pairwise_iou
+from detectron2.utils.events import get_event_storage
 
 __all__ = [
     "AlignDetPretrainer",
     "BoxProjector",
     "box_contrast",
+    "box_contrast_chance",
     "match_rois_to_proposals",
     "CASCADE_STAGE_WEIGHTS",
 ]
@@ -138,6 +140,27 @@ def box_contrast(
     per_id = per_id.index_add(0, inverse, pair_loss.sum(dim=1))
     pairs = pairs.index_add(0, inverse, positives.sum(dim=1).to(pairs.dtype))
     return (per_id / pairs).mean()
+
+
+def box_contrast_chance(
+    query_ids: torch.Tensor, key_ids: torch.Tensor, *, negatives: str = "both"
+) -> float:
+    """The value of :func:`box_contrast` for uninformative embeddings (all similarities
+    equal): per pair ``log(1 + number of negatives of the query)``, averaged as the loss is.
+    It grows with the number of RoIs, so a loss is only comparable to its own chance level."""
+    assert negatives in _NEGATIVES, f"negatives={negatives!r}: one of {_NEGATIVES}"
+    if len(query_ids) == 0:
+        return float("nan")
+    n_neg = (query_ids[:, None] != key_ids[None, :]).sum(1)
+    if negatives == "both":
+        n_neg = n_neg + (query_ids[:, None] != query_ids[None, :]).sum(1)
+    per_query = torch.log1p(n_neg.double())
+    uniq, inverse = torch.unique(query_ids, return_inverse=True)
+    total = torch.zeros(len(uniq), dtype=torch.float64).index_add(0, inverse, per_query)
+    count = torch.zeros(len(uniq), dtype=torch.float64).index_add(
+        0, inverse, torch.ones_like(per_query)
+    )
+    return float((total / count).mean())
 
 
 def match_rois_to_proposals(
@@ -315,7 +338,7 @@ class AlignDetPretrainer(GeneralizedRCNN):
         ids = self._instance_ids(views)
         online_views = (0, 1) if self.symmetric else (0,)
         losses: Dict[str, torch.Tensor] = {}
-        contrast = []
+        contrast, chance, rois = [], [], []
         for v in online_views:
             branch = self._branch(views[v], ids[v], online=True)
             with torch.no_grad():
@@ -327,7 +350,13 @@ class AlignDetPretrainer(GeneralizedRCNN):
             ):
                 loss = box_contrast(q, qi, k, ki, self.temperature, negatives=self.negatives)
                 contrast.append(w * loss / len(online_views))
+                chance.append(w * box_contrast_chance(qi, ki, negatives=self.negatives))
+                rois.append(len(qi) / len(batched_inputs))
         losses["loss_contrast"] = self.contrast_weight * sum(contrast)
+        # the contrastive loss's level for uninformative embeddings, and the RoIs behind it
+        storage = get_event_storage()
+        storage.put_scalar("aligndet/contrast_chance", sum(chance) / len(online_views))
+        storage.put_scalar("aligndet/rois_per_image", sum(rois) / len(rois))
         return losses
 
     @staticmethod
