@@ -3,8 +3,9 @@ training steps on the same DeepForest batch, side by side.
 
 stock: detectron2's ``Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml`` with MASK_ON=False and one class
 (its usual fine-tuning: stem and res2 frozen, res3-res5 train), random init.
-freezedet: frozen-trunk Cascade NAS-FPN, the paper's full neck (COCO recipe: 7 x 256) and the
-DeepForest CPU recipe (3 x 128, fewer RoIs), on ResNet-50 and EfficientNet-Lite0.
+freezedet: frozen-trunk Cascade NAS-FPN, the paper's full model (the COCO recipe: NAS-FPN
+5 x 256, the reference heads with SyncBN and swish) and the DeepForest CPU recipe (3 x 128,
+detectron2's heads, fewer RoIs), on ResNet-50 and EfficientNet-Lite0.
 """
 
 import os
@@ -18,7 +19,7 @@ from common import parser, run_child, saved_mb, table, train_step_fn, zero_init_
 
 STOCK = "Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml"
 FREEZEDET = {
-    "freezedet r50 frozen, NAS-FPN 7x256": (
+    "freezedet r50 frozen, COCO reference model": (
         "COCO/cascade_rcnn_nasfpn_r50_frozen_72ep.py",
         ["model.roi_heads.num_classes=1"],
         "BGR",

@@ -2,12 +2,15 @@
 """Run a transfer study (a grid of training runs) and collect its table and plots.
 
     python tools/transfer_study.py configs/studies/deepforest_effl_lite.py \
-        [--output-dir DIR] [--shard i/n] [--num-gpus N] [--collect-only] [--dry-run]
+        [--output-dir DIR] [--shard i/n] [--num-gpus N] [--collect-only [--from-table T]]
+        [--dry-run]
 
 Runs are independent ``tools/train_net.py`` processes writing to ``DIR/runs/<run id>``; finished
 runs are skipped, interrupted ones resumed, failed ones reported. ``--shard i/n`` runs a disjoint
 part (one per machine or array job, all writing to one shared DIR); ``--collect-only`` builds
-``DIR/table.{csv,json,md}`` and ``DIR/plots/*.png`` from whatever runs have finished. All logic
+``DIR/table.{csv,json,md}`` and ``DIR/plots/*.png`` from whatever runs have finished;
+``--collect-only --from-table T`` rebuilds ``DIR/correlations.md`` and the plots from a
+``table.json`` (e.g. a committed one) instead of run directories. All logic
 lives in ``freezedet.analysis.study`` and ``freezedet.analysis.transfer``.
 """
 
@@ -16,7 +19,7 @@ import os
 import sys
 
 from freezedet.analysis.study import expand_runs, load_study, parse_shard, run_command, run_study
-from freezedet.analysis.transfer import collect_study
+from freezedet.analysis.transfer import collect_from_table, collect_study
 
 
 def main(argv=None):
@@ -30,6 +33,11 @@ def main(argv=None):
     parser.add_argument("--shard", default="0/1", help="i/n: run every n-th run from i")
     parser.add_argument("--num-gpus", type=int, default=1, help="processes per run (train_net)")
     parser.add_argument("--collect-only", action="store_true", help="only build table + plots")
+    parser.add_argument(
+        "--from-table",
+        default=None,
+        help="with --collect-only: correlations + plots from this table.json, not run dirs",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print this shard's commands")
     parser.add_argument("--no-collect", action="store_true", help="skip collection after runs")
     args = parser.parse_args(argv)
@@ -37,6 +45,12 @@ def main(argv=None):
     study = load_study(args.study)
     name = os.path.splitext(os.path.basename(args.study))[0]
     out = args.output_dir or os.path.join("output", "studies", name)
+    if args.from_table:
+        if not args.collect_only:
+            parser.error("--from-table needs --collect-only")
+        paths = collect_from_table(args.from_table, out, title=name)
+        print("correlations and plots:\n  " + "\n  ".join(paths))
+        return 0
     if args.dry_run:
         from freezedet.analysis.study import run_dir, select_shard
 

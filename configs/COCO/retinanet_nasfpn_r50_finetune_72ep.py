@@ -1,5 +1,6 @@
-# RetinaNet + NAS-FPN, ResNet-50 trunk finetune, COCO 72 epochs.
-from ..common.backbones import use_backbone
+# RetinaNet + NAS-FPN, ResNet-50 trunk fine-tuned, COCO 72 epochs: every trunk variable trains and
+# its BN statistics too, synchronised across GPUs (the reference with freeze_backbone false:
+# norm_activation.use_sync_bn; detectron2's NaiveSyncBatchNorm on CPU). Otherwise the frozen recipe.
 from .retinanet_nasfpn_r50_frozen_72ep import dataloader, lr_multiplier, model, optimizer, train
 
-use_backbone(model, dataloader, train, "r50", "finetune")
+model.backbone.bottom_up.update(mode="finetune", norm="SyncBN")

@@ -16,7 +16,7 @@ def aligndet_pretraining(detector, train, base_momentum=0.996, temperature=0.5):
     for p in detector.roi_heads.get("box_predictors") or [detector.roi_heads.box_predictor]:
         p.cls_agnostic_bbox_reg = True
     train.extra_hooks = [L(MomentumUpdateHook)(base_momentum=base_momentum)]
-    # the RoI classifier gets no loss by default (AlignDetPretrainer.roi_cls_weight)
+    # the RoI classifier (cls_score) gets no loss: the contrastive embedding replaces it
     train.ddp.find_unused_parameters = True
     train.eval_period = 0
     return L(AlignDetPretrainer)(detector=detector, temperature=temperature)

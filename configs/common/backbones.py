@@ -61,7 +61,9 @@ def use_backbone(model, dataloader, train, name, mode="frozen"):
     trunk, pixel statistics, input format (model and data mappers) and the init checkpoint.
 
     mode: "frozen" (FrozenBN), "finetune" (FrozenBN statistics, trained weights) or "scratch"
-    (trainable BN, no init checkpoint).
+    (trainable BN, no init checkpoint). FrozenBN for fine-tuning suits the CPU recipes' batch of
+    2; the COCO / LVIS recipes then set ``model.backbone.bottom_up.norm = "SyncBN"``, the
+    reference's fine-tuned / from-scratch baseline.
     """
     trunk, fmt, mean, std, ckpt = BACKBONES[name]
     trunk = copy.deepcopy(trunk)

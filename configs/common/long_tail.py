@@ -7,10 +7,12 @@ def use_class_balanced_loss(
     loss="federated",
     beta=0.0,
     num_fed_classes=50,
+    count="instances",
     counts_from="${dataloader.train.dataset.name}",
 ):
     """Switch every box predictor of ``model`` (StandardROIHeads or each Cascade stage) to
-    :class:`ClassBalancedFastRCNNOutputLayers` (config-time, in place). Class image counts are
+    :class:`ClassBalancedFastRCNNOutputLayers` (config-time, in place). ``count``: what the
+    effective number of samples counts, "instances" (Cui et al.) or "images". Class counts are
     read from the training dataset's metadata on the first step (``counts_from``)."""
     rh = model.roi_heads
     predictors = rh.box_predictors if "box_predictors" in rh else [rh.box_predictor]
@@ -18,5 +20,6 @@ def use_class_balanced_loss(
         p._target_ = ClassBalancedFastRCNNOutputLayers
         p.loss = loss
         p.class_balance_beta = beta
+        p.class_balance_count = count
         p.num_fed_classes = num_fed_classes
         p.class_counts_from = counts_from

@@ -12,4 +12,7 @@ train = dict(
     eval_period=5000,
     log_period=20,
     extra_hooks=[],  # LazyCall hooks registered before the checkpointer (e.g. EMA updates)
+    # None: every parameter the model trains; else fnmatch patterns of parameter names that keep
+    # training, everything else (and its BN statistics) frozen (freezedet.modeling.trainable)
+    trainable=None,
 )

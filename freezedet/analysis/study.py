@@ -82,9 +82,13 @@ class Run:
     meta: Dict[str, object] = field(default_factory=dict)
 
 
-def schedule_overrides(max_iter: int, warmup_iters: int = 50) -> List[str]:
+def schedule_overrides(
+    max_iter: int, warmup_iters: int = 50, milestones: Sequence[float] = (8 / 9, 17 / 18)
+) -> List[str]:
     """Overrides that set ``train.max_iter`` and rescale the recipes' step schedule
-    (``configs/common/schedule.py``: x0.1 at 8/9, x0.01 at 17/18, linear warmup) to it.
+    (``configs/common/schedule.py``: x0.1 at each of ``milestones``, fractions of training,
+    linear warmup) to it. The default is ``DEFAULT_MILESTONES`` of that file, what the CPU
+    recipes use; pass ``REF_72EP`` (2/3, 17/18) for recipes on the reference milestones.
 
     Recipes build the LR schedule for their own length when the file is read, so changing
     ``train.max_iter`` alone would leave the steps where they were.
@@ -94,10 +98,11 @@ def schedule_overrides(max_iter: int, warmup_iters: int = 50) -> List[str]:
             f"schedule_overrides({max_iter}): the two LR steps need max_iter >= 18; for shorter "
             "runs override train.max_iter alone (the recipe's schedule is then still warming up)"
         )
+    steps = ",".join(str(int(max_iter * m)) for m in milestones)
     return [
         f"train.max_iter={max_iter}",
         f"lr_multiplier.scheduler.num_updates={max_iter}",
-        f"lr_multiplier.scheduler.milestones=[{int(max_iter * 8 / 9)},{int(max_iter * 17 / 18)}]",
+        f"lr_multiplier.scheduler.milestones=[{steps}]",
         f"lr_multiplier.warmup_length={min(1.0, warmup_iters / max_iter)}",
     ]
 

@@ -23,7 +23,12 @@ __all__ = [
     "logit",
     "pearson_r",
     "bootstrap_ci",
+    "fisher_z_ci",
+    "permutation_pvalue",
+    "correlation_interval",
     "top1_correlations",
+    "write_correlations",
+    "collect_from_table",
     "read_metrics",
     "collect_run",
     "collect_study",
@@ -34,6 +39,17 @@ __all__ = [
 
 # clip log-odds inputs to [EPS, 1 - EPS]: an AP of 0 (untrained) would otherwise be -inf
 EPS = 1e-3
+# a (seed-mean) AP below this, in AP points, is clipped by logit(): AP = 0 would enter the
+# correlation at the clip value logit(EPS) = -6.9, a number set by EPS, far from every real
+# point, and decide r alone. Such points are left out of the correlation and counted.
+AP_FLOOR = 100 * EPS
+# a percentile bootstrap of r needs enough points: with 3 (x, y) pairs most resamples hold 2
+# distinct points (r = +-1) and the "interval" is an artefact
+MIN_BOOTSTRAP = 5
+# Fisher's z interval needs n - 3 >= 1
+MIN_FISHER = 4
+# permutation p-values enumerate all n! orders up to this n, else sample
+MAX_EXACT_PERMUTATION = 8
 AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 PLOTS = (
     "ap_by_mode_neck",
@@ -73,8 +89,9 @@ def bootstrap_ci(
 ) -> Tuple[float, float]:
     """Percentile bootstrap interval of ``stat(x, y)`` over resampled (x, y) pairs.
 
-    Resamples where ``stat`` is undefined (all points equal) are dropped; with few points (the
-    3 backbones of a small study) the interval is wide, which is the honest answer.
+    Resamples where ``stat`` is undefined (all points equal) are dropped. With few points the
+    interval is meaningless rather than wide: 3 pairs give resamples of mostly 2 distinct
+    points, r = +-1; :func:`correlation_interval` uses it only from ``MIN_BOOTSTRAP`` points.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     rng = np.random.RandomState(seed)
@@ -89,6 +106,59 @@ def bootstrap_ci(
     alpha = (1.0 - level) / 2
     lo, hi = np.quantile(values, [alpha, 1.0 - alpha])
     return float(lo), float(hi)
+
+
+def fisher_z_ci(r: float, n: int, level: float = 0.95) -> Tuple[float, float]:
+    """Fisher's z interval of a Pearson r from ``n`` points: ``tanh(atanh(r) -+ z / sqrt(n -
+    3))``; assumes bivariate normal data. nan for ``n < 4`` or undefined r."""
+    from statistics import NormalDist
+
+    if n < MIN_FISHER or not np.isfinite(r):
+        return float("nan"), float("nan")
+    z = math.atanh(min(max(r, -1 + 1e-12), 1 - 1e-12))
+    half = NormalDist().inv_cdf(0.5 + level / 2) / math.sqrt(n - 3)
+    return math.tanh(z - half), math.tanh(z + half)
+
+
+def permutation_pvalue(
+    x, y, stat: Callable = pearson_r, *, n_perm: int = 10000, seed: int = 0
+) -> Tuple[float, str]:
+    """Two-sided permutation p-value of ``stat`` (H0: no association): the share of orderings
+    of ``y`` with ``|stat| >= |stat(x, y)|``. Exact (all ``n!`` orders) for ``n <=
+    MAX_EXACT_PERMUTATION``, else ``n_perm`` seeded random orders (+1 smoothing). With 3
+    points there are 6 orders, so p >= 1/6.
+
+    Returns:
+        (p, description of the permutations used).
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    obs = abs(stat(x, y))
+    if not np.isfinite(obs):
+        return float("nan"), "undefined"
+    if len(x) <= MAX_EXACT_PERMUTATION:
+        import itertools
+
+        vals = [abs(stat(x, y[list(p)])) for p in itertools.permutations(range(len(y)))]
+        hits = sum(v >= obs - 1e-12 for v in vals)
+        return hits / len(vals), f"exact, {len(vals)} orders"
+    rng = np.random.RandomState(seed)
+    hits = sum(abs(stat(x, rng.permutation(y))) >= obs - 1e-12 for _ in range(n_perm))
+    return (hits + 1) / (n_perm + 1), f"{n_perm} random orders"
+
+
+def correlation_interval(x, y, *, seed: int = 0) -> Tuple[float, float, Optional[str]]:
+    """The interval reported for a Pearson r of ``n`` points: a bootstrap interval for
+    ``n >= MIN_BOOTSTRAP``, Fisher's z for ``MIN_FISHER <= n < MIN_BOOTSTRAP``, none below.
+
+    Returns:
+        (low, high, method) with method "bootstrap", "Fisher z" or None (nan bounds).
+    """
+    n = len(x)
+    if n >= MIN_BOOTSTRAP:
+        return (*bootstrap_ci(x, y, seed=seed), "bootstrap")
+    if n >= MIN_FISHER:
+        return (*fisher_z_ci(pearson_r(x, y), n), "Fisher z")
+    return float("nan"), float("nan"), None
 
 
 def read_metrics(path: str) -> List[dict]:
@@ -242,7 +312,8 @@ def plot_study(rows: Sequence[dict], out_dir: str, title: str = "") -> List[str]
     """The six study plots as PNGs under ``out_dir``; returns their paths.
 
     Bars and scatter plots use the first dataset and schedule (the main grid); the AP-vs-top-1
-    plot fits one Pearson r (with a bootstrap interval) per neck x mode on log-odds axes.
+    plot labels one Pearson r per neck x mode on log-odds axes (interval and p-value as in
+    :func:`top1_correlations`).
     """
     import matplotlib
 
@@ -337,10 +408,13 @@ def plot_study(rows: Sequence[dict], out_dir: str, title: str = "") -> List[str]
             all_x += list(x)
             all_y += list(y)
             label = f"{neck}/{mode}"
-            if len(pts) >= 3:
-                r = pearson_r(x, y)
-                lo, hi = bootstrap_ci(x, y)
-                label += f": r={r:.2f} [{lo:.2f}, {hi:.2f}]"
+            keep = [i for i, p in enumerate(pts) if p[1] >= AP_FLOOR]
+            if len(keep) >= 3:
+                r = pearson_r(x[keep], y[keep])
+                lo, hi, method = correlation_interval(x[keep], y[keep])
+                p, _ = permutation_pvalue(x[keep], y[keep])
+                label += f": r={r:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if method else "")
+                label += f", p={p:.2f}"
             ax.plot(
                 x,
                 y,
@@ -353,9 +427,7 @@ def plot_study(rows: Sequence[dict], out_dir: str, title: str = "") -> List[str]
     _logit_ticks(ax, all_y, "y")
     ax.set_xlabel("ImageNet top-1 (%), log-odds axis")
     ax.set_ylabel(f"box AP (%), log-odds axis, {main_ds}")
-    ax.set_title(
-        "AP vs ImageNet top-1 (Pearson r on logits, 95% bootstrap CI)" + suffix, fontsize=9
-    )
+    ax.set_title("AP vs ImageNet top-1 (r on logits, permutation p)" + suffix, fontsize=9)
     ax.legend(fontsize=7)
     save(fig, PLOTS[1])
 
@@ -452,8 +524,11 @@ def _logit_ticks(ax, values, which: str):
 
 
 def top1_correlations(rows: Sequence[dict], seed: int = 0) -> List[dict]:
-    """Pearson r between logit(ImageNet top-1) and logit(AP) over backbones (seed-mean AP), with a
-    95 % bootstrap interval, per (dataset, schedule, neck, mode) with >= 3 backbones."""
+    """Pearson r between logit(ImageNet top-1) and logit(AP) over backbones (seed-mean AP), per
+    (dataset, schedule, neck, mode) with >= 3 backbones, with the interval of
+    :func:`correlation_interval` and a permutation p-value. Backbones whose seed-mean AP is
+    below ``AP_FLOOR`` are left out and counted (``n_excluded``); with fewer than 3 left, r is
+    nan."""
     groups = _mean_over_seeds([r for r in rows if r.get("top1") is not None])
     top1 = {r["backbone"]: r["top1"] for r in rows if r.get("top1") is not None}
     series = defaultdict(list)
@@ -463,22 +538,51 @@ def top1_correlations(rows: Sequence[dict], seed: int = 0) -> List[dict]:
     for (dataset, schedule, neck, mode), pts in series.items():
         if len(pts) < 3:
             continue
-        x = logit([t / 100 for t, _ in pts])
-        y = logit([ap / 100 for _, ap in pts])
-        lo, hi = bootstrap_ci(x, y, seed=seed)
-        out.append(
-            dict(
-                dataset=dataset,
-                schedule=schedule,
-                neck=neck,
-                mode=mode,
-                n=len(pts),
-                r=pearson_r(x, y),
-                ci_low=lo,
-                ci_high=hi,
-            )
-        )
+        kept = [(t, ap) for t, ap in pts if ap >= AP_FLOOR]
+        row = dict(dataset=dataset, schedule=schedule, neck=neck, mode=mode, n=len(kept))
+        row.update(n_excluded=len(pts) - len(kept), r=float("nan"), ci_low=float("nan"))
+        row.update(ci_high=float("nan"), ci_method=None, p_perm=float("nan"), permutations="")
+        if len(kept) >= 3:  # else: too few points with a usable AP, no r
+            x = logit([t / 100 for t, _ in kept])
+            y = logit([ap / 100 for _, ap in kept])
+            row["ci_low"], row["ci_high"], row["ci_method"] = correlation_interval(x, y, seed=seed)
+            row["p_perm"], row["permutations"] = permutation_pvalue(x, y, seed=seed)
+            row["r"] = pearson_r(x, y)
+        out.append(row)
     return out
+
+
+def write_correlations(corr: Sequence[dict], path: str) -> str:
+    """``correlations.md``: r, its interval (and how it was computed) and the permutation p."""
+    lines = [
+        "Pearson r of logit(box AP) vs logit(ImageNet top-1) over backbones (AP: seed mean). "
+        f"Interval: percentile bootstrap (2000 resamples) with >= {MIN_BOOTSTRAP} backbones, "
+        f"Fisher z with {MIN_FISHER}, none with fewer (a bootstrap of 3 points is degenerate). "
+        "p: two-sided permutation test of r = 0 (exact: with 3 backbones there are 6 orders, "
+        f"so p >= 1/6 = 0.17). Backbones with a seed-mean AP below {AP_FLOOR:g} are left out "
+        f"and counted: logit() clips AP / 100 at {EPS}, so AP = 0 would sit at -6.9, a value "
+        "set by the clip, and decide r.",
+        "",
+        "| dataset | schedule | neck | mode | backbones | Pearson r (logits) | 95 % CI "
+        f"| permutation p | left out (AP < {AP_FLOOR:g}) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in corr:
+        ci = (
+            f"[{c['ci_low']:.2f}, {c['ci_high']:.2f}] ({c['ci_method']})"
+            if c["ci_method"]
+            else f"– (n = {c['n']})"
+        )
+        r, p = "–", "–"
+        if np.isfinite(c["r"]):
+            r, p = f"{c['r']:.2f}", f"{c['p_perm']:.2f} ({c['permutations']})"
+        lines.append(
+            f"| {c['dataset']} | {c['schedule']} | {c['neck']} | {c['mode']} | {c['n']} | "
+            f"{r} | {ci} | {p} | {c['n_excluded']} |"
+        )
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
 
 
 def collect_study(study: dict, output_dir: str) -> List[str]:
@@ -488,16 +592,21 @@ def collect_study(study: dict, output_dir: str) -> List[str]:
     for row, run in zip(rows, expand_runs(study)):  # runs not started have no manifest yet
         row.update({a: run.axes[a] for a in AXES}, top1=run.top1)
     paths = write_table(rows, output_dir)
-    corr = top1_correlations(rows)
-    paths.append(os.path.join(output_dir, "correlations.md"))
-    with open(paths[-1], "w") as f:
-        f.write("| dataset | schedule | neck | mode | backbones | Pearson r (logits) | 95 % CI |\n")
-        f.write("|---|---|---|---|---|---|---|\n")
-        for c in corr:
-            f.write(
-                f"| {c['dataset']} | {c['schedule']} | {c['neck']} | {c['mode']} | {c['n']} | "
-                f"{c['r']:.2f} | [{c['ci_low']:.2f}, {c['ci_high']:.2f}] |\n"
-            )
+    paths.append(
+        write_correlations(top1_correlations(rows), os.path.join(output_dir, "correlations.md"))
+    )
     name = os.path.splitext(os.path.basename(study.get("_path", "")))[0]
     paths += plot_study(rows, os.path.join(output_dir, "plots"), title=name)
     return paths
+
+
+def collect_from_table(table_json: str, output_dir: str, title: str = "") -> List[str]:
+    """``correlations.md`` and the plots from a study's ``table.json`` (e.g. a committed one,
+    when the run directories are gone)."""
+    with open(table_json) as f:
+        rows = json.load(f)
+    os.makedirs(output_dir, exist_ok=True)
+    paths = [
+        write_correlations(top1_correlations(rows), os.path.join(output_dir, "correlations.md"))
+    ]
+    return paths + plot_study(rows, os.path.join(output_dir, "plots"), title=title)

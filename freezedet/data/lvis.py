@@ -9,9 +9,11 @@ LVIS version):
 - ``thing_classes``: category names in id order; ``thing_dataset_id_to_contiguous_id``: json id ->
   0-based index (detectron2's ``LVISEvaluator`` maps predictions back with it);
 - ``class_image_count``: images per category (the json's ``image_count``, else counted from
-  the annotations); ``class_frequency``: LVIS's ``"r"`` / ``"c"`` / ``"f"`` group per category
-  (the json's ``frequency``, else derived from the image counts with LVIS's thresholds: rare
-  1-10 images, common 11-100, frequent > 100).
+  the annotations); ``class_instance_count``: annotated instances per category (counted from
+  the annotations; what Cui et al.'s effective number of samples counts);
+  ``class_frequency``: LVIS's ``"r"`` / ``"c"`` / ``"f"`` group per category (the json's
+  ``frequency``, else derived from the image counts with LVIS's thresholds: rare 1-10 images,
+  common 11-100, frequent > 100).
 
 Real LVIS lives where detectron2 expects it: ``$DETECTRON2_DATASETS/lvis/lvis_v1_{train,val}.json``
 with COCO 2017 images in ``$DETECTRON2_DATASETS/coco/{train,val}2017/`` (``DETECTRON2_DATASETS``
@@ -39,6 +41,7 @@ __all__ = [
     "register_lvis_json",
     "lvis_json_dataset",
     "category_image_counts",
+    "category_instance_counts",
     "records_to_lvis",
 ]
 
@@ -92,9 +95,10 @@ def _frequency(image_count: int) -> str:
 def lvis_metadata(data: dict) -> Dict:
     """detectron2 metadata for a parsed LVIS-format json (see the module docstring)."""
     cats = sorted(data["categories"], key=lambda c: c["id"])
-    images_of = defaultdict(set)
+    images_of, instances_of = defaultdict(set), defaultdict(int)
     for a in data["annotations"]:
         images_of[a["category_id"]].add(a["image_id"])
+        instances_of[a["category_id"]] += 1
     counts = [int(c.get("image_count", len(images_of[c["id"]]))) for c in cats]
     freqs = [c.get("frequency") or _frequency(n) for c, n in zip(cats, counts)]
     bad = [(c["id"], f) for c, f in zip(cats, freqs) if f not in ("r", "c", "f")]
@@ -103,6 +107,7 @@ def lvis_metadata(data: dict) -> Dict:
         "thing_classes": [c["name"] for c in cats],
         "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(cats)},
         "class_image_count": counts,
+        "class_instance_count": [instances_of[c["id"]] for c in cats],
         "class_frequency": freqs,
     }
 
@@ -191,19 +196,30 @@ def lvis_json_dataset(
 def category_image_counts(dataset_names: Sequence[str]) -> List[int]:
     """Images per category, summed over registered datasets: their ``class_image_count``
     metadata if set (LVIS jsons), else counted from their dataset dicts."""
+    return _category_counts(dataset_names, "class_image_count", per_image=True)
+
+
+def category_instance_counts(dataset_names: Sequence[str]) -> List[int]:
+    """Annotated instances per category, summed over registered datasets: their
+    ``class_instance_count`` metadata if set (LVIS jsons), else counted from their dicts."""
+    return _category_counts(dataset_names, "class_instance_count", per_image=False)
+
+
+def _category_counts(dataset_names, key: str, per_image: bool) -> List[int]:
     if isinstance(dataset_names, str):
         dataset_names = [dataset_names]
     total = None
     for name in dataset_names:
         meta = MetadataCatalog.get(name)
-        counts = meta.get("class_image_count", None)
+        counts = meta.get(key, None)
         if counts is None:
             counts = [0] * len(meta.thing_classes)
             for d in DatasetCatalog.get(name):
-                for c in {a["category_id"] for a in d.get("annotations", [])}:
+                cats = [a["category_id"] for a in d.get("annotations", [])]
+                for c in set(cats) if per_image else cats:
                     counts[c] += 1
         total = list(counts) if total is None else [a + b for a, b in zip(total, counts)]
-    assert total is not None, "category_image_counts needs at least one dataset name"
+    assert total is not None, f"{key}: needs at least one dataset name"
     return total
 
 

@@ -35,6 +35,7 @@ from .. import compat
 from ..evaluation import PerHeadEvaluator
 from ..modeling.backbone import check_feature_cache_config, replace_batchnorm
 from ..modeling.meta_arch import ALL_HEADS
+from ..modeling.trainable import train_only
 from ..analysis.params import format_parameter_table, parameter_table
 from .checkpoint import AtomicDetectionCheckpointer, atomic_write_text
 from .cli import argument_parser
@@ -227,8 +228,15 @@ class _StepStats(hooks.HookBase):
 
 
 def build_model(cfg):
-    """Instantiate ``cfg.model`` on ``cfg.train.device``; SyncBN becomes naiveSyncBN on CPU."""
+    """Instantiate ``cfg.model`` on ``cfg.train.device``; SyncBN becomes naiveSyncBN on CPU;
+    with ``train.trainable`` (parameter-name patterns) only the matching parameters train
+    (:func:`freezedet.modeling.trainable.train_only`)."""
     model = instantiate(cfg.model)
+    patterns = cfg.train.get("trainable", None)
+    if patterns:
+        train_only(model=model, patterns=list(patterns))
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        logger.info(f"train.trainable={list(patterns)}: {len(names)} parameter tensors train")
     if not str(cfg.train.device).startswith("cuda"):
         n = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
         if n:

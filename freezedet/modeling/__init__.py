@@ -1,1 +1,2 @@
-from . import backbone, meta_arch, neck  # noqa: F401  (registers backbones, necks, meta-archs)
+# registers backbones, necks, heads and meta-architectures
+from . import backbone, meta_arch, neck, proposal_generator, roi_heads  # noqa: F401

@@ -8,13 +8,18 @@ import numpy as np
 import pytest
 
 from freezedet.analysis.transfer import (
+    AP_FLOOR,
     EPS,
     bootstrap_ci,
+    correlation_interval,
+    fisher_z_ci,
     logit,
     pearson_r,
+    permutation_pvalue,
     plot_study,
     read_metrics,
     top1_correlations,
+    write_correlations,
     write_table,
 )
 
@@ -61,6 +66,62 @@ def test_bootstrap_ci():
     lo_m, hi_m = bootstrap_ci(x, y, stat=lambda a, b: float(a.mean()), n_boot=4000, seed=0)
     assert lo_m == pytest.approx(3.5 - 1.366, abs=0.2)
     assert hi_m == pytest.approx(3.5 + 1.366, abs=0.2)
+
+
+def test_bootstrap_of_three_points_is_degenerate_so_it_is_not_reported():
+    """Why the rule exists: with 3 trunks most resamples hold 2 distinct points (r = +-1)."""
+    x, y = [1.0, 2.0, 3.0], [1.0, 3.0, 2.0]  # r = 0.5
+    rng = np.random.RandomState(0)
+    distinct = [len(set(rng.randint(0, 3, size=3))) for _ in range(2000)]
+    assert np.mean([d == 2 for d in distinct]) > 0.6
+    assert correlation_interval(x, y)[2] is None
+    assert correlation_interval(x + [4.0], y + [4.0])[2] == "Fisher z"
+    assert correlation_interval(x + [4.0, 5.0], y + [4.0, 6.0])[2] == "bootstrap"
+
+
+def test_fisher_z_hand_values():
+    # r = 0.5, n = 10: atanh(0.5) = 0.549306, se = 1 / sqrt(7), z_0.975 = 1.959964
+    lo, hi = fisher_z_ci(0.5, 10)
+    half = 1.959964 / math.sqrt(7)
+    assert lo == pytest.approx(math.tanh(0.549306 - half), abs=1e-5)
+    assert hi == pytest.approx(math.tanh(0.549306 + half), abs=1e-5)
+    assert (round(lo, 4), round(hi, 4)) == (-0.1892, 0.8592)
+    assert all(math.isnan(v) for v in fisher_z_ci(0.9, 3))
+
+
+def test_permutation_pvalue_by_hand():
+    # a perfect line: of the 6 orders only the identity (r = 1) and the reversal (r = -1)
+    # reach |r| = 1
+    assert permutation_pvalue([1, 2, 3], [2, 4, 6]) == (pytest.approx(2 / 6), "exact, 6 orders")
+    # 1, 2, 3 vs 1, 3, 2: |r| = 0.5 for the identity and 4 of the other 5 orders; 1 for 2 orders
+    p, _ = permutation_pvalue([1, 2, 3], [1, 3, 2])
+    assert p == pytest.approx(6 / 6)
+    x = np.arange(10.0)
+    y = x + np.random.RandomState(0).randn(10)
+    p, how = permutation_pvalue(x, y, n_perm=500)
+    assert how == "500 random orders" and 0 < p < 0.01, p
+    assert permutation_pvalue(x, y, n_perm=500) == (p, how)  # seeded
+
+
+def test_ap_zero_is_left_out_not_clipped(tmp_path):
+    top1 = {"l0": 75.1, "l1": 76.7, "l2": 77.6, "l3": 78.5}
+    aps = {"l0": 0.0, "l1": 10.0, "l2": 12.0, "l3": 11.0}
+    rows = [_row("a", b, "frozen", t, aps[b]) for b, t in top1.items()]
+    (c,) = top1_correlations(rows)
+    assert (c["n"], c["n_excluded"]) == (3, 1), c
+    x = logit(np.array([76.7, 77.6, 78.5]) / 100)
+    y = logit(np.array([10.0, 12.0, 11.0]) / 100)
+    assert c["r"] == pytest.approx(pearson_r(x, y), abs=1e-12)
+    # clipped instead, AP = 0 would decide r: the 4 points correlate strongly
+    clipped = pearson_r(logit(np.array(list(top1.values())) / 100), logit([0.0, 0.1, 0.12, 0.11]))
+    assert clipped > 0.8 and abs(c["r"] - clipped) > 0.3, (c["r"], clipped)
+    assert AP_FLOOR == pytest.approx(100 * EPS)
+    # one more AP = 0: 2 usable points, no r
+    rows[1]["AP"] = 0.0
+    (c,) = top1_correlations(rows)
+    assert math.isnan(c["r"]) and c["n_excluded"] == 2 and c["ci_method"] is None
+    text = open(write_correlations([c], str(tmp_path / "c.md"))).read()
+    assert "| a | frozen | 2 | – | – (n = 2) | – | 2 |" in text, text
 
 
 def test_read_metrics_last_line_wins(tmp_path):
@@ -118,6 +179,9 @@ def test_table_and_plots_from_rows(tmp_path):
     y = logit(np.array([13.0, 15.0, 16.0]) / 100)  # neck a, frozen
     assert corr[("a", "frozen")]["r"] == pytest.approx(pearson_r(x, y), abs=1e-12)
     assert corr[("a", "frozen")]["n"] == 3
+    # three trunks: no interval (a bootstrap would be degenerate), an exact permutation p
+    assert corr[("a", "frozen")]["ci_method"] is None
+    assert corr[("a", "frozen")]["permutations"] == "exact, 6 orders"
     pngs = plot_study(rows, str(tmp_path / "plots"))
     assert len(pngs) == 6
     for p in pngs:

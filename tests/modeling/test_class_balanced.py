@@ -68,10 +68,20 @@ def test_effective_number_weights_by_hand():
     w = effective_number_weights(torch.tensor([1.0, 10.0, 100.0]), 0.9)
     raw = [0.1 / (1 - 0.9**n) for n in (1, 10, 100)]
     assert torch.allclose(w, torch.tensor([3 * r / sum(raw) for r in raw]))
-    p = _predictor(class_balance_beta=0.9, class_image_counts=[1, 10, 100])
+    # n_c counts instances (Cui et al.'s samples); the image counts are not used for it
+    p = _predictor(
+        class_balance_beta=0.9, class_instance_counts=[1, 10, 100], class_image_counts=[50, 5, 1]
+    )
     loss = p.classification_loss(LOGITS, GT)
     ce = F.cross_entropy(LOGITS, GT, reduction="none")
     assert loss.item() == pytest.approx(((ce[0] * w[0] + ce[1] * 1.0) / 2).item(), rel=1e-6)
+    # class_balance_count="images": the earlier image-count weights
+    by_images = _predictor(
+        class_balance_beta=0.9, class_balance_count="images", class_image_counts=[1, 10, 100]
+    )
+    assert by_images.classification_loss(LOGITS, GT).item() == pytest.approx(loss.item())
+    with pytest.raises(AssertionError, match=r"\['instances'\] counts"):
+        _predictor(class_balance_beta=0.9, class_image_counts=[1, 10, 100])
 
 
 def test_federated_sampling_follows_frequency():
@@ -105,7 +115,7 @@ def test_loads_softmax_checkpoint_and_needs_counts():
     )
     p = _predictor(loss="federated", class_counts_from="some_train_set")
     missing, unexpected = p.load_state_dict(ref.state_dict(), strict=False)
-    assert missing == ["class_image_counts"] and not unexpected
+    assert missing == ["class_image_counts", "class_instance_counts"] and not unexpected
     with pytest.raises(AssertionError, match="class_counts_from"):
         _predictor(loss="federated")
 
@@ -120,6 +130,7 @@ def test_cascade_train_and_test_step():
         p._target_ = ClassBalancedFastRCNNOutputLayers
         p.loss, p.num_fed_classes, p.class_balance_beta = "federated", 5, 0.99
         p.class_image_counts = list(range(1, 21))
+        p.class_instance_counts = list(range(3, 23))
     torch.manual_seed(0)
     model = instantiate(cfg.model)
     assert all(

@@ -6,7 +6,7 @@ from detectron2.config import get_cfg
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_backbone
 from freezedet.modeling.neck import NASFPN, NASFPN_CELLS, add_nasfpn_config
-from freezedet.modeling.neck.nasfpn import _max_pool_same
+from freezedet.modeling.neck.nasfpn import BottleneckBlock, _max_pool_same
 
 # The table of Ghiasi et al. / tensorflow/tpu NASFPN_BLOCK_SPECS, written out independently:
 # (level, combine, inputs, is_output)
@@ -76,7 +76,7 @@ def test_topology_and_output_shape(tiny_bottom_up):
     assert neck.padding_constraints == {"size_divisibility": 128, "square_size": 0}
 
 
-def _reference_forward(neck, x):
+def _reference_forward(neck, x, sum_only=False):
     """NAS-FPN written straight from the TF reference with the neck's own weights: pooling as
     reshape-and-max (exact for divisible sizes), upsampling as pixel repetition."""
 
@@ -94,19 +94,32 @@ def _reference_forward(neck, x):
     feats = [lat(c[f]) for lat, f in zip(neck.laterals, neck.in_features)]
     feats += [resample(feats[-1], 5, 6)]
     feats += [resample(feats[-1], 6, 7)]
+    width = neck.laterals[0].out_channels
     for cells in neck.blocks:
         levels = [3, 4, 5, 6, 7]
+
+        def node(k, cell):
+            # TF resample_feature_map: a 1x1 conv + norm of its own where the width differs
+            t = feats[k]
+            return t if t.shape[1] == width else cell.project[str(k)](t)
+
         for k, (cell, (level, combine, (i, j), _)) in enumerate(zip(cells, PAPER_CELLS)):
-            a, b = resample(feats[i], levels[i], level), resample(feats[j], levels[j], level)
-            if combine == "attention":
+            a = resample(node(i, cell), levels[i], level)
+            b = resample(node(j, cell), levels[j], level)
+            if combine == "attention" and not sum_only:
                 coarse, fine = (a, b) if levels[i] >= levels[j] else (b, a)
                 merged = coarse + fine * torch.sigmoid(coarse.amax(dim=(2, 3), keepdim=True))
             else:
                 merged = a + b
             for e in PAPER_EXTRA.get(k, []):
-                merged = merged + feats[e]
-            act = F.relu(merged) if cell.activation == "relu" else F.silu(merged)
-            feats.append(cell.conv(act))
+                merged = merged + node(e, cell)
+            act = F.relu if cell.activation == "relu" else F.silu
+            if neck.block == "conv":
+                feats.append(cell.conv(act(merged)))
+            else:  # tpu nn_blocks.bottleneck_block, projection shortcut, stride 1
+                m, blk = act(merged), cell.block
+                y = blk.conv3(act(blk.conv2(act(blk.conv1(m)))))
+                feats.append(act(y + blk.shortcut(m)))
             levels.append(level)
         # the last five nodes are the output cells, at levels 3, 4, 5, 7, 6
         feats = [feats[-5], feats[-4], feats[-3], feats[-1], feats[-2]]
@@ -128,6 +141,59 @@ def test_forward_matches_reference_graph(activation, tiny_bottom_up):
         ref = _reference_forward(neck, x)
     for name, r in zip(["p3", "p4", "p5", "p6", "p7"], ref):
         torch.testing.assert_close(out[name], r, msg=lambda m: f"{name}: {m}")
+
+
+def test_bottleneck_sum_only_matches_reference_graph(tiny_bottom_up):
+    """The Copy-Paste B7 options: bottleneck blocks (4x wide outputs, projections of wide
+    inputs), sum-only merges, swish."""
+    torch.manual_seed(0)
+    neck = _neck(
+        tiny_bottom_up,
+        out_channels=64,
+        block="bottleneck",
+        combine="sum",
+        activation="swish",
+        drop_connect_rate=0.2,
+    ).eval()
+    assert all(c.combine == "sum" for cells in neck.blocks for c in cells)
+    assert [lat.out_channels for lat in neck.laterals] == [16, 16, 16]
+    # block 0 reads 16-wide laterals / P6 / P7 directly; its cell outputs (64) are projected
+    assert sorted(neck.blocks[0][1].project) == ["5"], sorted(neck.blocks[0][1].project)
+    assert sorted(neck.blocks[0][4].project) == ["7", "8"]  # cell 4 (P5): nodes 7, 8 + input P5
+    assert sorted(neck.blocks[1][4].project) == ["2", "7", "8"]  # block 1's inputs are 64 wide
+    for m in neck.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 256, 128)
+    with torch.no_grad():
+        out = neck(x)
+        ref = _reference_forward(neck, x, sum_only=True)
+    assert all(s.channels == 64 for s in neck.output_shape().values())
+    for name, r in zip(["p3", "p4", "p5", "p6", "p7"], ref):
+        assert out[name].shape[1] == 64, out[name].shape
+        torch.testing.assert_close(out[name], r, msg=lambda m: f"{name}: {m}")
+
+
+def test_drop_connect_drops_the_branch_per_sample():
+    torch.manual_seed(0)
+    block = BottleneckBlock(
+        in_channels=8, width=4, norm="", activation="relu", drop_connect_rate=0.5
+    )
+    x = torch.randn(200, 8, 3, 3)
+    with torch.no_grad():
+        block.eval()
+        full = block(x)
+        block.train()
+        dropped = block(x)
+        shortcut_only = F.relu(block.shortcut(x))
+        y = block.conv3(F.relu(block.conv2(F.relu(block.conv1(x)))))
+    assert torch.allclose(full, F.relu(y + block.shortcut(x)))
+    is_dropped = (dropped - shortcut_only).flatten(1).abs().amax(1) < 1e-6
+    kept = ~is_dropped
+    assert 60 < int(is_dropped.sum()) < 140, int(is_dropped.sum())
+    # kept branches are scaled by 1 / (1 - rate)
+    torch.testing.assert_close(dropped[kept], F.relu(2 * y + block.shortcut(x))[kept])
 
 
 def test_max_pool_is_tf_same_with_kernel_equal_to_stride():

@@ -5,10 +5,18 @@ from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.roi_heads import CascadeROIHeads, FastRCNNConvFCHead, FastRCNNOutputLayers
 
-# (IoU threshold, box-delta weights) per stage, as in Cascade R-CNN
-CASCADE_STAGES = [(0.5, (10, 10, 5, 5)), (0.6, (20, 20, 10, 10)), (0.7, (30, 30, 15, 15))]
-# the TF "Proper Reuse" config's two extra stages on top of the default three
-EXTRA_STAGES = [(0.7, (40, 40, 20, 20)), (0.8, (50, 50, 25, 25))]
+# (IoU threshold, box-delta weights) per stage. The weights are Cascade R-CNN's, also TF Model
+# Garden's (official/vision/modeling/maskrcnn_model.py: _cascade_layer_to_weights).
+_WEIGHTS = [(10, 10, 5, 5), (20, 20, 10, 10), (30, 30, 15, 15)]
+# Cai & Vasconcelos, "Cascade R-CNN" (CVPR 2018) and detectron2: 0.5 / 0.6 / 0.7
+CASCADE_STAGES = list(zip((0.5, 0.6, 0.7), _WEIGHTS))
+# "Proper Reuse": official/projects/backbone_reuse/configs/experiments/faster_rcnn/
+# *_cascade_*.yaml set roi_sampler.cascade_iou_thresholds [0.7, 0.8] after the first stage at
+# foreground_iou_threshold 0.5 (official/vision/configs/maskrcnn.py default)
+REFERENCE_CASCADE_STAGES = list(zip((0.5, 0.7, 0.8), _WEIGHTS))
+# Copy-Paste EfficientNet-B7 (tensorflow/tpu projects/copy_paste/configs/
+# cascade_maskrcnn_effb7_nasfpn_1280.yaml): fg_iou_thresh 0.6, cascade_iou_thresholds [0.7, 0.8]
+COPY_PASTE_B7_CASCADE_STAGES = list(zip((0.6, 0.7, 0.8), _WEIGHTS))
 
 
 def make_cascade_roi_heads(roi_heads, stages=CASCADE_STAGES, conv_dims=(), fc_dims=(1024, 1024)):
@@ -48,4 +56,18 @@ def make_cascade_roi_heads(roi_heads, stages=CASCADE_STAGES, conv_dims=(), fc_di
             for iou, _ in stages
         ],
     )
+    return roi_heads
+
+
+def use_cascade_stages(roi_heads, stages):
+    """Set the IoU threshold and box-delta weights of each stage of a CascadeROIHeads config
+    node (config-time, in place); ``stages`` as :data:`CASCADE_STAGES`."""
+    assert len(stages) == len(
+        roi_heads.proposal_matchers
+    ), f"{len(stages)} stages for {len(roi_heads.proposal_matchers)} cascade stages"
+    for (iou, weights), matcher, pred in zip(
+        stages, roi_heads.proposal_matchers, roi_heads.box_predictors
+    ):
+        matcher.thresholds = [iou]
+        pred.box2box_transform.weights = weights
     return roi_heads

@@ -237,7 +237,8 @@ def _check_parallel_site(path: str, conv: nn.Module):
         if conv.norm is not None and not isinstance(conv.norm, FrozenBatchNorm2d):
             raise ValueError(
                 f"{path} applies a trainable norm ({_qualname(conv.norm)}) inside its forward; "
-                "parallel adapters beside detectron2 convs need the trunk frozen (FrozenBN)"
+                "parallel adapters beside detectron2 convs need FrozenBN norms (a frozen trunk, "
+                "or norm='FrozenBN'); with trainable BN use kind='series'"
             )
 
 
@@ -387,15 +388,17 @@ def with_residual_adapters(
     reduction: int = 1,
     depthwise: str = "channelwise",
 ) -> nn.Module:
-    """Add adapters to a frozen freezedet classifier backbone and return the same backbone.
+    """Add adapters to a freezedet classifier backbone and return the same backbone.
 
     For lazy configs:
     ``model.backbone.bottom_up = L(with_residual_adapters)(backbone=<backbone node>, kind=...)``.
-    The trunk stays frozen (weights, BN statistics, eval mode); it runs with autograd so the
-    adapters train, and the adapters follow ``model.train()`` / ``model.eval()``.
+    A frozen trunk stays frozen (weights, BN statistics, eval mode); it runs with autograd so the
+    adapters train. A fine-tuned (or from-scratch) trunk trains together with its adapters, the
+    "fine-tuning + residual adapters" configuration of "Proper Reuse" (Sec. 5). The adapters
+    follow ``model.train()`` / ``model.eval()``.
 
     Args:
-        backbone (nn.Module): a :class:`TimmBackbone` or :class:`FreezableResNet` in "frozen" mode.
+        backbone (nn.Module): a :class:`TimmBackbone` or :class:`FreezableResNet`, any mode.
         kind, stages, norm, reduction, depthwise: as for :func:`add_residual_adapters`; stage
             names are relative to the trunk (``"blocks.5"`` for a ``TimmBackbone``, ``"res5"``
             for a ``FreezableResNet``).
@@ -404,11 +407,6 @@ def with_residual_adapters(
         raise TypeError(
             f"with_residual_adapters needs a freezedet classifier backbone (TimmBackbone, "
             f"FreezableResNet), got {_qualname(backbone)}; use add_residual_adapters on a trunk"
-        )
-    if not backbone.is_frozen:
-        raise ValueError(
-            f"residual adapters adapt a frozen trunk; this backbone's mode is {backbone.mode!r} "
-            "(its whole trunk trains already). Use mode='frozen'."
         )
     trunk = backbone._trunk_module()
     add_residual_adapters(

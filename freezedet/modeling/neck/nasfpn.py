@@ -1,11 +1,14 @@
 """NAS-FPN (Ghiasi, Lin, Le, "NAS-FPN: Learning Scalable Feature Pyramid Architecture for
 Object Detection", CVPR 2019) as a detectron2 ``Backbone``, following the TF reference
 implementation (tensorflow/tpu ``models/official/detection/modeling/architecture/nasfpn.py``)
-used by "Proper Reuse of Image Classification Features" (CVPR 2022).
+used by "Proper Reuse of Image Classification Features" (CVPR 2022), including its options
+``block_fn`` ("conv" / "bottleneck"), ``use_sum_for_combination`` and
+``init_drop_connect_rate`` (the Copy-Paste EfficientNet-B7 config:
+``projects/copy_paste/configs/cascade_maskrcnn_effb7_nasfpn_1280.yaml``).
 """
 
 import math
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import fvcore.nn.weight_init as weight_init
 import torch
@@ -16,9 +19,19 @@ from detectron2.config import CfgNode as CN
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
+from .._activation import ACTIVATIONS as _ACTIVATIONS
 from ._common import check_c3_c5, make_laterals
 
-__all__ = ["NASFPN_CELLS", "NASFPN", "MergeCell", "build_nasfpn_backbone", "add_nasfpn_config"]
+__all__ = [
+    "NASFPN_CELLS",
+    "BLOCKS",
+    "COMBINES",
+    "NASFPN",
+    "MergeCell",
+    "BottleneckBlock",
+    "build_nasfpn_backbone",
+    "add_nasfpn_config",
+]
 
 _MIN_LEVEL, _MAX_LEVEL = 3, 7
 _LEVELS = tuple(range(_MIN_LEVEL, _MAX_LEVEL + 1))
@@ -38,7 +51,43 @@ NASFPN_CELLS: Tuple[Tuple[int, str, Tuple[int, int], bool], ...] = (
 # a block must hand the next one exactly one node per level
 assert sorted(level for level, _, _, out in NASFPN_CELLS if out) == list(_LEVELS), NASFPN_CELLS
 
-_ACTIVATIONS = {"relu": F.relu, "swish": F.silu, "silu": F.silu}
+# what follows a cell's merge: TF block_fn "conv" (3x3 conv + norm) or "bottleneck" (a ResNet
+# bottleneck block whose output is 4x the merge width)
+BLOCKS = ("conv", "bottleneck")
+# "searched": each cell's own combine op; "sum": TF use_sum_for_combination (every cell sums)
+COMBINES = ("searched", "sum")
+BOTTLENECK_EXPANSION = 4
+
+
+def _extra_inputs(cells) -> List[List[int]]:
+    """Per cell, the nodes it adds besides its two inputs: an output cell adds every node of its
+    level that no cell has consumed yet (the TF reference's bookkeeping; static per table)."""
+    levels, consumed, out = list(_LEVELS), [0] * len(_LEVELS), []
+    for level, _, (i, j), is_output in cells:
+        consumed[i] += 1
+        consumed[j] += 1
+        extra = []
+        if is_output:
+            for k, (node_level, n) in enumerate(zip(levels, consumed)):
+                if n == 0 and node_level == level:
+                    consumed[k] += 1
+                    extra.append(k)
+        out.append(extra)
+        levels.append(level)
+        consumed.append(0)
+    return out
+
+
+_EXTRA = _extra_inputs(NASFPN_CELLS)
+
+
+def _wider_inputs(nodes, repeat: int, width: int, out_channels: int) -> Dict[int, int]:
+    """``{node: channels}`` for the nodes a cell reads whose width is not the merge width: cell
+    outputs (``out_channels``), and in repeats after the first also the block inputs (the
+    previous block's outputs). The first block's inputs are the ``width``-wide laterals and the
+    max-pooled P6, P7."""
+    wide = {k: out_channels for k in nodes if repeat > 0 or k >= len(_LEVELS)}
+    return {k: c for k, c in wide.items() if c != width}
 
 
 def _max_pool_same(x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -72,54 +121,138 @@ def _global_attention(coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
     return coarse + fine * gate
 
 
-class MergeCell(nn.Module):
-    """One NAS-FPN merge cell: resample two nodes to ``level``, combine them (sum or global
-    attention), add the unconsumed same-level nodes it is given, activation, 3x3 conv, norm."""
+def _drop_connect(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """TF ``drop_connect``: drop the residual branch per sample with probability ``rate``,
+    scale the kept ones by ``1 / (1 - rate)``."""
+    if not training or rate == 0:
+        return x
+    keep = 1.0 - rate
+    mask = torch.empty((x.shape[0], 1, 1, 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+    return x * mask / keep
 
-    def __init__(self, *, level: int, combine: str, channels: int, norm: str, activation: str):
+
+def _conv(cin: int, cout: int, k: int, norm: str) -> Conv2d:
+    conv = Conv2d(cin, cout, k, padding=k // 2, bias=not norm, norm=get_norm(norm, cout))
+    weight_init.c2_msra_fill(conv)
+    return conv
+
+
+class BottleneckBlock(nn.Module):
+    """TF NAS-FPN ``block_fn="bottleneck"`` (tensorflow/tpu ``nn_blocks.bottleneck_block``,
+    stride 1, projection shortcut): 1x1 -> norm -> act -> 3x3 -> norm -> act -> 1x1 (x4 wide)
+    -> norm, drop-connect on that branch, plus a 1x1 + norm projection of the input, then act."""
+
+    def __init__(
+        self, *, in_channels: int, width: int, norm: str, activation: str, drop_connect_rate: float
+    ):
+        """
+        Args:
+            in_channels (int): input channels.
+            width (int): channels of the first two convs; the output has 4x as many.
+            norm (str): detectron2 norm of every conv.
+            activation (str): "relu" or "swish".
+            drop_connect_rate (float): probability of dropping the residual branch per sample.
+        """
+        super().__init__()
+        out = BOTTLENECK_EXPANSION * width
+        self.activation = activation
+        self.drop_connect_rate = drop_connect_rate
+        self.shortcut = _conv(in_channels, out, 1, norm)
+        self.conv1 = _conv(in_channels, width, 1, norm)
+        self.conv2 = _conv(width, width, 3, norm)
+        self.conv3 = _conv(width, out, 1, norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act = _ACTIVATIONS[self.activation]
+        y = self.conv3(act(self.conv2(act(self.conv1(x)))))
+        y = _drop_connect(y, self.drop_connect_rate, self.training)
+        return act(y + self.shortcut(x))
+
+
+class MergeCell(nn.Module):
+    """One NAS-FPN merge cell: project inputs whose width differs (1x1 conv + norm), resample
+    them to ``level``, combine (sum or global attention), add the unconsumed same-level nodes it
+    is given, activation, then the block: 3x3 conv + norm, or a bottleneck block."""
+
+    def __init__(
+        self,
+        *,
+        level: int,
+        combine: str,
+        channels: int,
+        norm: str,
+        activation: str,
+        block: str = "conv",
+        input_channels: Optional[Dict[int, int]] = None,
+        drop_connect_rate: float = 0.0,
+    ):
         """
         Args:
             level (int): output pyramid level (3 = stride 8).
             combine (str): "sum" or "attention" (global-pooling attention: the coarser input,
                 after resampling, plus the other input gated by sigmoid of the coarser one's
                 spatial max).
-            channels (int): feature width of inputs and output.
-            norm (str): detectron2 norm name for the conv ("" for none, then the conv has a bias).
-            activation (str): "relu" or "swish", applied before the conv.
+            channels (int): the merge width (TF ``fpn_feat_dims``).
+            norm (str): detectron2 norm for the convs ("" for none, then convs have a bias).
+            activation (str): "relu" or "swish", applied before the block.
+            block (str): "conv" (output ``channels`` wide) or "bottleneck" (4x ``channels``).
+            input_channels (dict[int, int] or None): node index -> channels, for the nodes this
+                cell reads whose width is not ``channels``; each gets its own 1x1 conv + norm,
+                as TF's ``resample_feature_map`` creates one per use.
+            drop_connect_rate (float): bottleneck block only: drop-connect probability.
         """
         super().__init__()
         assert combine in ("sum", "attention"), f"combine={combine!r}: 'sum' or 'attention'"
         assert activation in _ACTIVATIONS, f"activation={activation!r}: one of {list(_ACTIVATIONS)}"
+        assert block in BLOCKS, f"block={block!r}: one of {BLOCKS}"
         self.level = level
         self.combine = combine
         self.activation = activation
-        self.conv = Conv2d(
-            channels, channels, 3, padding=1, bias=not norm, norm=get_norm(norm, channels)
+        self.project = nn.ModuleDict(
+            {str(k): _conv(c, channels, 1, norm) for k, c in (input_channels or {}).items()}
         )
-        weight_init.c2_xavier_fill(self.conv)
+        if block == "conv":
+            self.conv = Conv2d(
+                channels, channels, 3, padding=1, bias=not norm, norm=get_norm(norm, channels)
+            )
+            weight_init.c2_xavier_fill(self.conv)
+        else:
+            self.block = BottleneckBlock(
+                in_channels=channels,
+                width=channels,
+                norm=norm,
+                activation=activation,
+                drop_connect_rate=drop_connect_rate,
+            )
+
+    def _input(self, node: int, x: torch.Tensor) -> torch.Tensor:
+        key = str(node)
+        return self.project[key](x) if key in self.project else x
 
     def forward(
         self,
-        inputs: Sequence[Tuple[torch.Tensor, int]],
-        extra: Sequence[torch.Tensor],
+        inputs: Sequence[Tuple[torch.Tensor, int, int]],
+        extra: Sequence[Tuple[torch.Tensor, int]],
         size: Tuple[int, int],
     ) -> torch.Tensor:
         """
         Args:
-            inputs: the two ``(feature, level)`` nodes the cell merges.
-            extra: features already at ``self.level`` (and ``size``) added after combining.
+            inputs: the two ``(feature, level, node index)`` nodes the cell merges.
+            extra: ``(feature, node index)`` of nodes already at ``self.level`` (and ``size``),
+                added after combining.
             size: (H, W) of ``self.level``.
         """
-        (a, level_a), (b, level_b) = inputs
-        a = _resample(a, level_a, self.level, size)
-        b = _resample(b, level_b, self.level, size)
+        (a, level_a, node_a), (b, level_b, node_b) = inputs
+        a = _resample(self._input(node_a, a), level_a, self.level, size)
+        b = _resample(self._input(node_b, b), level_b, self.level, size)
         if self.combine == "sum":
             x = a + b
         else:
             x = _global_attention(a, b) if level_a >= level_b else _global_attention(b, a)
-        for e in extra:
-            x = x + e
-        return self.conv(_ACTIVATIONS[self.activation](x))
+        for e, node in extra:
+            x = x + self._input(node, e)
+        x = _ACTIVATIONS[self.activation](x)
+        return self.conv(x) if hasattr(self, "conv") else self.block(x)
 
 
 class NASFPN(Backbone):
@@ -156,7 +289,14 @@ class NASFPN(Backbone):
     of 128 (``size_divisibility``, what detectron2's ImageList padding gives). For those inputs
     every level is exactly ``input / stride``. Other level sizes raise a ``ValueError`` that
     names them. Convs are initialized with ``c2_xavier_fill`` like detectron2's FPN (TF uses
-    Glorot-uniform).
+    Glorot-uniform); bottleneck blocks and projections with ``c2_msra_fill`` (TF: He normal).
+
+    Options of the TF reference: ``combine="sum"`` makes every cell sum its inputs
+    (``use_sum_for_combination``); ``block="bottleneck"`` follows each merge by a ResNet
+    bottleneck block (``block_fn="bottleneck"``) whose output is 4x the merge width, so the
+    pyramid is ``out_channels`` wide and merges at ``out_channels // 4`` (TF
+    ``fpn_feat_dims``); a cell input of another width gets its own 1x1 conv + norm projection,
+    as TF's ``resample_feature_map`` does. ``drop_connect_rate`` drops bottleneck branches.
     """
 
     def __init__(
@@ -168,36 +308,60 @@ class NASFPN(Backbone):
         num_repeats: int = 7,
         norm: str = "BN",
         activation: str = "relu",
+        block: str = "conv",
+        combine: str = "searched",
+        drop_connect_rate: float = 0.0,
     ):
         """
         Args:
             bottom_up (Backbone): provides ``in_features`` (strides 8, 16, 32).
             in_features (Sequence[str]): names of C3, C4, C5 in ``bottom_up``'s outputs.
-            out_channels (int): width of every pyramid level (the paper: 256 or 384).
-            num_repeats (int): stacked NAS-FPN blocks (the paper: 3, 5, 7).
+            out_channels (int): width of every output level (the paper: 256 or 384; with
+                ``block="bottleneck"`` 4x the merge width, e.g. 1024 for TF's 256).
+            num_repeats (int): stacked NAS-FPN blocks (the paper: 3, 5, 7; TF default 5).
             norm (str): detectron2 norm for laterals and cells: "BN", "SyncBN", "naiveSyncBN",
                 "GN", "FrozenBN" or "" (none).
-            activation (str): "relu" or "swish", applied before each cell's conv.
+            activation (str): "relu" or "swish", applied before each cell's block (and inside
+                bottleneck blocks).
+            block (str): "conv" or "bottleneck" (TF ``block_fn``).
+            combine (str): "searched" (each cell's op of :data:`NASFPN_CELLS`) or "sum" (TF
+                ``use_sum_for_combination``).
+            drop_connect_rate (float): drop-connect of bottleneck blocks (TF
+                ``init_drop_connect_rate``; the Copy-Paste B7 config: 0.2).
         """
         super().__init__()
         in_features = list(in_features)
         shapes = check_c3_c5(bottom_up, in_features, "NASFPN")
         assert num_repeats >= 1, f"num_repeats={num_repeats}: must be >= 1"
+        assert block in BLOCKS, f"block={block!r}: one of {BLOCKS}"
+        assert combine in COMBINES, f"combine={combine!r}: one of {COMBINES}"
+        assert 0.0 <= drop_connect_rate < 1.0, f"drop_connect_rate={drop_connect_rate}"
+        assert (
+            block == "bottleneck" or drop_connect_rate == 0.0
+        ), f"drop_connect_rate={drop_connect_rate} needs block='bottleneck' (got {block!r})"
+        width = out_channels // BOTTLENECK_EXPANSION if block == "bottleneck" else out_channels
+        assert (
+            block == "conv" or width * BOTTLENECK_EXPANSION == out_channels
+        ), f"out_channels={out_channels} must be a multiple of {BOTTLENECK_EXPANSION}"
         self.bottom_up = bottom_up
         self.in_features = in_features
-        self.laterals = make_laterals(shapes, in_features, out_channels, norm)
+        self.block = block
+        self.laterals = make_laterals(shapes, in_features, width, norm)
         self.blocks = nn.ModuleList(
             nn.ModuleList(
                 MergeCell(
                     level=level,
-                    combine=combine,
-                    channels=out_channels,
+                    combine="sum" if combine == "sum" else op,
+                    channels=width,
                     norm=norm,
                     activation=activation,
+                    block=block,
+                    input_channels=_wider_inputs((i, j, *extra), r, width, out_channels),
+                    drop_connect_rate=drop_connect_rate,
                 )
-                for level, combine, _, _ in NASFPN_CELLS
+                for (level, op, (i, j), _), extra in zip(NASFPN_CELLS, _EXTRA)
             )
-            for _ in range(num_repeats)
+            for r in range(num_repeats)
         )
         self._out_features = [f"p{level}" for level in _LEVELS]
         self._out_feature_channels = {f: out_channels for f in self._out_features}
@@ -215,22 +379,16 @@ class NASFPN(Backbone):
     @staticmethod
     def _block(cells: nn.ModuleList, feats: List[torch.Tensor]) -> List[torch.Tensor]:
         levels = list(_LEVELS)
-        consumed = [0] * len(feats)
         sizes = {level: tuple(f.shape[-2:]) for level, f in zip(levels, feats)}
         outputs = {}
-        for cell, (level, _, (i, j), is_output) in zip(cells, NASFPN_CELLS):
-            consumed[i] += 1
-            consumed[j] += 1
-            extra = []
-            if is_output:
-                for k, (node_level, n) in enumerate(zip(levels, consumed)):
-                    if n == 0 and node_level == level:
-                        consumed[k] += 1
-                        extra.append(feats[k])
-            node = cell([(feats[i], levels[i]), (feats[j], levels[j])], extra, sizes[level])
+        for cell, (level, _, (i, j), is_output), extra in zip(cells, NASFPN_CELLS, _EXTRA):
+            node = cell(
+                [(feats[i], levels[i], i), (feats[j], levels[j], j)],
+                [(feats[k], k) for k in extra],
+                sizes[level],
+            )
             feats.append(node)
             levels.append(level)
-            consumed.append(0)
             if is_output:
                 outputs[level] = node
         return [outputs[level] for level in _LEVELS]
@@ -265,6 +423,9 @@ def add_nasfpn_config(cfg):
     cfg.MODEL.NASFPN.NUM_REPEATS = 7
     cfg.MODEL.NASFPN.NORM = "BN"
     cfg.MODEL.NASFPN.ACTIVATION = "relu"
+    cfg.MODEL.NASFPN.BLOCK = "conv"
+    cfg.MODEL.NASFPN.COMBINE = "searched"
+    cfg.MODEL.NASFPN.DROP_CONNECT_RATE = 0.0
 
 
 @BACKBONE_REGISTRY.register()
@@ -282,4 +443,7 @@ def build_nasfpn_backbone(cfg, input_shape: ShapeSpec):
         num_repeats=c.NUM_REPEATS,
         norm=c.NORM,
         activation=c.ACTIVATION,
+        block=c.BLOCK,
+        combine=c.COMBINE,
+        drop_connect_rate=c.DROP_CONNECT_RATE,
     )

@@ -14,7 +14,10 @@ classification loss is one of
 and optionally weights each RoI by the class-balanced term of its ground-truth class (Cui et
 al., "Class-Balanced Loss Based on Effective Number of Samples", CVPR 2019):
 ``w_c = (1 - beta) / (1 - beta ** n_c)`` normalised to mean 1 over the classes, background RoIs
-weight 1. Class counts ``n_c`` are images per class (LVIS's frequency measure).
+weight 1. ``n_c`` is the number of training *samples* of class c, as Cui et al. define it:
+annotated instances for detection (``class_balance_count="instances"``, the default;
+``"images"`` counts images per class instead, LVIS's frequency measure). The federated loss
+samples negatives by image counts, as Zhou et al. / Detic do.
 
 The classifier keeps K + 1 outputs in every mode, so checkpoints move between modes (the
 two-stage long-tail recipe: softmax stage 1, class-balanced stage 2). With a sigmoid loss the
@@ -44,6 +47,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 LOSSES = ("softmax", "sigmoid", "federated")
+COUNTS = ("instances", "images")
 
 
 def effective_number_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
@@ -89,7 +93,9 @@ class ClassBalancedFastRCNNOutputLayers(FastRCNNOutputLayers):
         num_fed_classes: int = 50,
         fed_freq_power: float = 0.5,
         class_balance_beta: float = 0.0,
+        class_balance_count: str = "instances",
         class_image_counts: Optional[Sequence[int]] = None,
+        class_instance_counts: Optional[Sequence[int]] = None,
         class_counts_from: Optional[Union[str, Sequence[str]]] = None,
         **kwargs,
     ):
@@ -100,12 +106,17 @@ class ClassBalancedFastRCNNOutputLayers(FastRCNNOutputLayers):
             num_fed_classes (int): classes the federated loss is computed over per batch.
             fed_freq_power (float): negatives are sampled ∝ ``image_count ** fed_freq_power``.
             class_balance_beta (float): beta of the effective-number weights; 0 turns them off.
-            class_image_counts (list[int] or None): images per class (length K). Needed by
-                "federated" and by ``class_balance_beta > 0``.
+            class_balance_count (str): what ``n_c`` counts: "instances" (Cui et al.'s samples)
+                or "images".
+            class_image_counts (list[int] or None): images per class (length K), for
+                "federated" (and ``class_balance_count="images"``).
+            class_instance_counts (list[int] or None): annotated instances per class (length
+                K), for ``class_balance_beta > 0``.
             class_counts_from (str or list[str] or None): registered training dataset name(s)
-                to read the counts from instead (see
-                :func:`freezedet.data.lvis.category_image_counts`), on the first training step,
-                once the training data is registered; stored in the checkpoint.
+                to read missing counts from instead (see
+                :func:`freezedet.data.lvis.category_image_counts` /
+                ``category_instance_counts``), on the first training step, once the training
+                data is registered; stored in the checkpoint.
             kwargs: arguments of :class:`FastRCNNOutputLayers` (``box2box_transform``,
                 ``num_classes``, ...).
         """
@@ -113,46 +124,63 @@ class ClassBalancedFastRCNNOutputLayers(FastRCNNOutputLayers):
         assert loss in LOSSES, f"loss must be one of {LOSSES}, got {loss!r}"
         assert num_fed_classes >= 1, f"num_fed_classes must be >= 1, got {num_fed_classes}"
         assert 0.0 <= class_balance_beta < 1.0, f"beta must be in [0, 1), got {class_balance_beta}"
+        assert class_balance_count in COUNTS, f"class_balance_count must be one of {COUNTS}"
         self.loss = loss
         self.num_fed_classes = num_fed_classes
         self.fed_freq_power = fed_freq_power
         self.class_balance_beta = class_balance_beta
+        self.class_balance_count = class_balance_count
         self.class_counts_from = class_counts_from
-        k = self.num_classes
-        counts = torch.zeros(k)
-        if class_image_counts is not None:
-            counts = torch.as_tensor(list(class_image_counts), dtype=torch.float32)
-            assert counts.shape == (k,), f"{len(counts)} class counts for {k} classes"
-            assert (counts >= 0).all() and counts.sum() > 0, "class counts must be >= 0, not all 0"
-        elif self._needs_counts:
-            assert class_counts_from, (
-                f"loss={loss!r}, class_balance_beta={class_balance_beta} need class frequencies:"
-                " give class_image_counts or class_counts_from (training dataset names)"
-            )
+        needed = self._needed_counts()
+        given = {"images": class_image_counts, "instances": class_instance_counts}
+        missing = [u for u in needed if given[u] is None]
+        assert not missing or class_counts_from, (
+            f"loss={loss!r}, class_balance_beta={class_balance_beta} need class {missing} "
+            "counts: give class_image_counts / class_instance_counts or class_counts_from "
+            "(training dataset names)"
+        )
         # all zeros = not known yet; saved with the model so evaluation needs no dataset
-        self.register_buffer("class_image_counts", counts)
+        for unit, counts in given.items():
+            self.register_buffer(f"class_{unit[:-1]}_counts", self._as_counts(counts))
 
-    @property
-    def _needs_counts(self) -> bool:
-        return self.loss == "federated" or self.class_balance_beta > 0
+    def _as_counts(self, counts: Optional[Sequence[int]]) -> torch.Tensor:
+        k = self.num_classes
+        if counts is None:
+            return torch.zeros(k)
+        counts = torch.as_tensor(list(counts), dtype=torch.float32)
+        assert counts.shape == (k,), f"{len(counts)} class counts for {k} classes"
+        assert (counts >= 0).all() and counts.sum() > 0, "class counts must be >= 0, not all 0"
+        return counts
 
-    def _counts(self) -> torch.Tensor:
-        if self.class_image_counts.sum() == 0:
-            from freezedet.data.lvis import category_image_counts
+    def _needed_counts(self) -> List[str]:
+        needed = ["images"] if self.loss == "federated" else []
+        if self.class_balance_beta > 0 and self.class_balance_count not in needed:
+            needed.append(self.class_balance_count)
+        return needed
 
-            counts = category_image_counts(self.class_counts_from)
+    def _counts(self, unit: str = "images") -> torch.Tensor:
+        """Per-class counts of ``unit`` ("images" / "instances"), read from
+        ``class_counts_from`` the first time they are needed."""
+        buf = getattr(self, f"class_{unit[:-1]}_counts")
+        if buf.sum() == 0:
+            from freezedet.data import lvis
+
+            read = lvis.category_image_counts if unit == "images" else lvis.category_instance_counts
+            counts = read(self.class_counts_from)
             assert len(counts) == self.num_classes, (
                 f"datasets {self.class_counts_from} have {len(counts)} classes, the predictor "
                 f"{self.num_classes}"
             )
-            self.class_image_counts.copy_(torch.as_tensor(counts, dtype=torch.float32))
-            logger.info(f"class image counts read from {self.class_counts_from}")
-        return self.class_image_counts
+            buf.copy_(torch.as_tensor(counts, dtype=torch.float32))
+            logger.info(f"class {unit} counts read from {self.class_counts_from}")
+        return buf
 
     def _roi_weights(self, gt_classes: torch.Tensor) -> Optional[torch.Tensor]:
         if self.class_balance_beta == 0:
             return None
-        w = effective_number_weights(self._counts(), self.class_balance_beta)
+        w = effective_number_weights(
+            self._counts(self.class_balance_count), self.class_balance_beta
+        )
         w = torch.cat([w.to(gt_classes.device), w.new_ones(1).to(gt_classes.device)])
         return w[gt_classes]
 
@@ -169,7 +197,7 @@ class ClassBalancedFastRCNNOutputLayers(FastRCNNOutputLayers):
             target = F.one_hot(gt_classes, k + 1)[:, :k].to(scores.dtype)
             per_elem = F.binary_cross_entropy_with_logits(scores[:, :k], target, reduction="none")
             if self.loss == "federated":
-                fed_w = self._counts().to(scores.device) ** self.fed_freq_power
+                fed_w = self._counts("images").to(scores.device) ** self.fed_freq_power
                 per_elem = per_elem * federated_classes(gt_classes, fed_w, self.num_fed_classes)
             per_roi = per_elem.sum(dim=1)
         if weights is not None:
