@@ -15,7 +15,7 @@ threshold, final AP, and the ratio the frozen path should buy: frozen's minutes 
 fine-tuned model's final AP over the fine-tuned run's minutes. Learning-curve plots (val AP vs
 iteration and vs minutes, training losses) and ``curves.json`` go to ``--out``.
 
-    python benchmarks/time_to_accuracy.py --config DeepForest/faster_rcnn_fpn_effl0_frozen.py
+    python benchmarks/time_to_accuracy.py train.max_iter=450   # the demo schedule of the recipe
 """
 
 import argparse
@@ -154,7 +154,7 @@ def plot(curves, out):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--config", default="DeepForest/faster_rcnn_fpn_effl0_frozen.py")
+    p.add_argument("--config", default="DeepForest/faster_rcnn_fpn_p2_effl0_frozen.py")
     p.add_argument("--out", default=os.path.join(REPO, "output", "time_to_accuracy"))
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())

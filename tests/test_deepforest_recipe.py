@@ -1,0 +1,56 @@
+"""The converged DeepForest recipe builds what its comments say (docs/results/deepforest_convergence.md)."""
+
+import pytest
+import torch
+
+from detectron2.config import instantiate
+from freezedet.data.transforms import RandomRot90
+from freezedet.engine import load_config
+
+RECIPE = "DeepForest/faster_rcnn_fpn_p2_effl0_frozen.py"
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config(RECIPE)
+
+
+def test_stride4_pyramid_matches_anchors_and_pooler(cfg):
+    cfg.model.roi_heads.batch_size_per_image = 32
+    model = instantiate(cfg.model)
+    shapes = model.backbone.output_shape()
+    assert {k: v.stride for k, v in shapes.items()} == {
+        "p2": 4,
+        "p3": 8,
+        "p4": 16,
+        "p5": 32,
+        "p6": 64,
+    }
+    assert {v.channels for v in shapes.values()} == {128}
+    anchors = model.proposal_generator.anchor_generator
+    assert list(anchors.strides) == [4, 8, 16, 32, 64]
+    # one anchor size per level, 4 x the level's stride (trees 17-73 px)
+    sizes = [
+        ((c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])).sqrt().mean().item()
+        for c in anchors.cell_anchors
+    ]
+    assert sizes == pytest.approx([16.0, 32.0, 64.0, 128.0, 256.0], rel=0.02)
+    scales = [1.0 / s for s in (4, 8, 16, 32)]
+    assert [p.spatial_scale for p in model.roi_heads.box_pooler.level_poolers] == pytest.approx(
+        scales
+    )
+    with torch.no_grad():
+        feats = model.backbone(torch.zeros(1, 3, 416, 416))
+    assert feats["p2"].shape == (1, 128, 104, 104)  # images are padded to 32
+
+
+def test_views_are_cacheable_and_schedule_is_the_reference(cfg):
+    augs = [instantiate(a) for a in cfg.dataloader.train.mapper.augmentations]
+    assert any(isinstance(a, RandomRot90) for a in augs)
+    assert cfg.model.backbone.bottom_up.feature_cache is not None
+    sched = cfg.lr_multiplier.scheduler
+    assert sched.num_updates == cfg.train.max_iter == 1500
+    assert list(sched.milestones) == [1000, 1416]  # 2/3 and 17/18 (REF_72EP)
+    assert cfg.train.eval_period * 10 <= cfg.train.max_iter  # evaluated every <= 10 %
+    assert cfg.optimizer.lr == pytest.approx(0.08 * 2 / 64)  # reference LR, batch 2
+    assert cfg.dataloader.train.total_batch_size == 2
