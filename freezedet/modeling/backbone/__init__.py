@@ -1,6 +1,7 @@
 from .adapters import ResidualAdapter, add_residual_adapters, with_residual_adapters
 from .feature_cache import FeatureCache, check_cacheable_augmentations, check_feature_cache_config
 from .frozen_runtime import FrozenTrunkRuntime, fold_frozen_batchnorm
+from .weights import WeightsReport, load_timm_weights
 from .classifier import (
     MODES,
     FreezableResNet,
@@ -9,8 +10,12 @@ from .classifier import (
     convert_norm,
     replace_batchnorm,
 )
+from .vit import ViTBackbone
 
 __all__ = [
+    "ViTBackbone",
+    "WeightsReport",
+    "load_timm_weights",
     "ResidualAdapter",
     "add_residual_adapters",
     "with_residual_adapters",

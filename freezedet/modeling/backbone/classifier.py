@@ -36,6 +36,7 @@ from detectron2.modeling.backbone.resnet import BasicStem, ResNet
 
 from .feature_cache import FeatureCache
 from .frozen_runtime import FrozenTrunkRuntime
+from .weights import load_timm_weights, weights_file
 
 __all__ = [
     "MODES",
@@ -198,6 +199,27 @@ class _FreezableTrunk:
         return compute(x)
 
 
+def _load_features_weights(trunk: nn.Module, model_name: str, path, kwargs):
+    """Load a classifier's weights file into its ``features_only`` wrapper (or do nothing)."""
+    if not path:
+        return None
+    import timm
+
+    # the checkpoint filter needs the classifier; the wrapper renames the first level of
+    # flattened sequentials ("stages.0." -> "stages_0.")
+    full = timm.create_model(model_name, pretrained=False, **kwargs)
+    own = set(trunk.state_dict())
+
+    def key_map(k):
+        if k in own:
+            return k
+        parts = k.split(".")
+        flat = "_".join(parts[:2]) + "." + ".".join(parts[2:])
+        return flat if len(parts) > 2 and flat in own else k
+
+    return load_timm_weights(trunk, path, filter_model=full, key_map=key_map)
+
+
 class TimmBackbone(_FreezableTrunk, Backbone):
     """Any timm classifier with ``features_only`` support as a detectron2 bottom-up backbone.
 
@@ -214,6 +236,8 @@ class TimmBackbone(_FreezableTrunk, Backbone):
         mode: str = "frozen",
         norm: str = "FrozenBN",
         drop_path_rate: float = 0.0,
+        weights: Optional[str] = None,
+        timm_kwargs: Optional[Dict] = None,
         size_divisibility: int = 32,
         fold_bn: bool = True,
         channels_last: bool = True,
@@ -230,6 +254,11 @@ class TimmBackbone(_FreezableTrunk, Backbone):
             norm (str): BatchNorm handling: "FrozenBN" (required when frozen), "BN", "SyncBN",
                 "naiveSyncBN".
             drop_path_rate (float): stochastic depth when the trunk trains.
+            weights (str or None): a local classifier weights file (``.pth`` / ``.safetensors``,
+                timm or original layout: :mod:`freezedet.modeling.backbone.weights`), loaded
+                at construction; None: weights come from ``train.init_checkpoint`` (or none).
+            timm_kwargs (dict or None): extra ``timm.create_model`` arguments (e.g.
+                ``pretrained_cfg_overlay=dict(file=...)``, an alternative to ``weights``).
             size_divisibility (int): input padding the trunk needs (its largest stride).
             fold_bn (bool): frozen trunk: fold frozen BN into the preceding conv (runtime copy;
                 checkpoints keep the unfolded layout).
@@ -250,7 +279,10 @@ class TimmBackbone(_FreezableTrunk, Backbone):
                 f"unknown timm model name {model_name!r}. Similar names: {close}. "
                 "See timm.list_models()."
             )
-        probe = timm.create_model(model_name, features_only=True, pretrained=False)
+        kwargs = dict(timm_kwargs or {})
+        path = weights_file(weights, kwargs)
+        kwargs.pop("pretrained_cfg_overlay", None)
+        probe = timm.create_model(model_name, features_only=True, pretrained=False, **kwargs)
         strides = probe.feature_info.reduction()
         names = [f"c{int(math.log2(s))}" for s in strides]
         missing = [f for f in out_features if f not in names]
@@ -265,7 +297,9 @@ class TimmBackbone(_FreezableTrunk, Backbone):
             pretrained=False,
             out_indices=out_indices,
             drop_path_rate=drop_path_rate if mode != "frozen" else 0.0,
+            **kwargs,
         )
+        self.weights_report = _load_features_weights(trunk, model_name, path, kwargs)
         self.trunk = self._setup_mode(mode, norm, trunk)
         self.model_name = model_name
         self._out_features = list(out_features)

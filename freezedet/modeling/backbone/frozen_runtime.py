@@ -153,7 +153,8 @@ class FrozenTrunkRuntime:
 
     def _build(self, trunk: nn.Module, forward: Callable):
         runtime = copy.deepcopy(trunk).eval().requires_grad_(False)
-        if self.fold_bn:
+        # LayerNorm trunks (ViT, ConvNeXt) have nothing to fold: skip the copy and the check
+        if self.fold_bn and any(isinstance(m, _frozen_bn_types()) for m in runtime.modules()):
             folded = fold_frozen_batchnorm(copy.deepcopy(runtime))
             if self._same_outputs(runtime, folded, forward):
                 runtime = folded
