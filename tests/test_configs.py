@@ -79,8 +79,10 @@ def test_recipe_instantiates(name):
     # SharedTrunkDetectors keeps its one trunk outside the detectors
     bottom_up = model.trunk if "shared_trunk" in name else model.backbone.bottom_up
     mode = getattr(bottom_up, "mode", None)
+    # the trunk itself: not its adapters, nor a ViT's (always trained) simple-pyramid layers
+    trunk = bottom_up._trunk_module() if hasattr(bottom_up, "_trunk_module") else bottom_up
     trunk_trainable = sum(
-        p.requires_grad for n, p in bottom_up.named_parameters() if ".adapter" not in n
+        p.requires_grad for n, p in trunk.named_parameters() if ".adapter" not in n
     )
     if "adapters" in name:
         assert bottom_up.num_adapters > 0, f"{name}: no adapters were added"

@@ -28,7 +28,15 @@ timm ResNet ``Bottleneck``                     ``conv2`` (3x3)        ``conv2`` 
 timm ResNet ``BasicBlock``                     ``conv1``, ``conv2``   ``conv1``, ``conv2``
 timm ``InvertedResidual`` (EfficientNet)       ``conv_dw``            ``conv_pwl`` + ``bn3``
 timm ``DepthwiseSeparableConv``                ``conv_dw``            ``conv_pw`` + ``bn2``
+timm ``ConvNeXtBlock``                         ``conv_dw`` (7x7)      --
+timm ViT ``Block``, EVA ``EvaBlock``           ``mlp`` (tokens)       --
 =============================================  =====================  =====================
+
+Transformer blocks (plain ViTs: DINOv2, CLIP, EVA) get a bottleneck adapter parallel to the MLP
+(AdaptFormer, Chen et al., NeurIPS 2022): ``Linear(dim, bottleneck) -> GELU -> Linear(bottleneck,
+dim)`` on the MLP's input (the normalised tokens), added to the MLP's output, the up-projection
+zero-initialised. It sits inside the block's layer scale where the trunk has one (DINOv2), which
+only rescales what the adapter learns per channel.
 
 Choices worth knowing:
 
@@ -70,6 +78,7 @@ __all__ = [
     "ResidualAdapter",
     "ParallelAdapter",
     "SeriesAdapter",
+    "MLPAdapter",
     "supported_blocks",
     "find_stages",
     "add_residual_adapters",
@@ -85,7 +94,9 @@ def supported_blocks() -> Dict[type, Dict[str, List[Tuple[str, Optional[str]]]]]
     The norm name is None where the conv applies its own norm (detectron2's ``Conv2d``).
     """
     from timm.models import _efficientnet_blocks as effnet
+    from timm.models import convnext, eva
     from timm.models import resnet as timm_resnet
+    from timm.models import vision_transformer as vit
 
     from detectron2.modeling.backbone import resnet as d2_resnet
 
@@ -102,6 +113,9 @@ def supported_blocks() -> Dict[type, Dict[str, List[Tuple[str, Optional[str]]]]]
         },
         effnet.InvertedResidual: {"parallel": ["conv_dw"], "series": [("conv_pwl", "bn3")]},
         effnet.DepthwiseSeparableConv: {"parallel": ["conv_dw"], "series": [("conv_pw", "bn2")]},
+        convnext.ConvNeXtBlock: {"parallel": ["conv_dw"]},
+        vit.Block: {"parallel": ["mlp"]},
+        eva.EvaBlock: {"parallel": ["mlp"]},
     }
 
 
@@ -209,6 +223,35 @@ class SeriesAdapter(ResidualAdapter):
         return output + self.branch(output)
 
 
+class MLPAdapter(ResidualAdapter):
+    """A bottleneck beside a transformer block's MLP (AdaptFormer), on the MLP's input tokens."""
+
+    def __init__(self, *, dim: int, bottleneck: int = 64):
+        """
+        Args:
+            dim (int): token width (the MLP's input and output channels).
+            bottleneck (int): hidden width of the adapter.
+        """
+        super().__init__()
+        assert bottleneck >= 1, f"bottleneck={bottleneck} must be >= 1"
+        self.norm = None
+        self.down = nn.Linear(dim, bottleneck)
+        self.act = nn.GELU()
+        self.up = nn.Linear(bottleneck, dim)
+        nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.down.bias)
+        # the adapted block computes exactly the frozen block at step 0
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.act(self.down(x)))
+
+    def hook(self, mlp: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
+        """Forward hook of the block's MLP: its output plus the adapter's."""
+        return output + self.branch(inputs[0])
+
+
 def _centre_offsets(conv: nn.Conv2d, size) -> Tuple[int, int]:
     """Per spatial dim, where in the input the centre of the conv's first window lies."""
     from timm.layers import Conv2dSame
@@ -256,13 +299,18 @@ def _series_site(block: nn.Module, path: str, conv_name: str, norm_name: Optiona
     return norm, norm.num_features
 
 
-def _attach(block: nn.Module, path: str, sites, *, kind, norm, reduction, depthwise) -> int:
+def _attach(
+    block: nn.Module, path: str, sites, *, kind, norm, reduction, depthwise, bottleneck
+) -> int:
     for site in sites:
         conv_name = site if kind == "parallel" else site[0]
         attr = f"adapter_{conv_name}"
         if hasattr(block, attr):
             raise ValueError(f"{path} already has residual adapters ({path}.{attr})")
-        if kind == "parallel":
+        if kind == "parallel" and not isinstance(getattr(block, conv_name), nn.Conv2d):
+            target = getattr(block, conv_name)  # a transformer block's MLP
+            adapter = MLPAdapter(dim=target.fc2.out_features, bottleneck=bottleneck)
+        elif kind == "parallel":
             target = getattr(block, conv_name)
             _check_parallel_site(f"{path}.{conv_name}", target)
             adapter = ParallelAdapter(conv=target, depthwise=depthwise, norm=norm)
@@ -309,6 +357,7 @@ def add_residual_adapters(
     norm: Optional[str] = None,
     reduction: int = 1,
     depthwise: str = "channelwise",
+    bottleneck: int = 64,
 ) -> int:
     """Add zero-initialised adapters to every block of the chosen stages, in place.
 
@@ -325,6 +374,7 @@ def add_residual_adapters(
             for none). None: "BN" for series adapters, "" for parallel ones.
         reduction (int): series adapters: bottleneck reduction (1: one full 1x1 conv).
         depthwise (str): parallel adapters beside depthwise convs: "channelwise" or "full".
+        bottleneck (int): parallel adapters beside a transformer block's MLP: hidden width.
     """
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r} is not one of {KINDS}")
@@ -359,6 +409,11 @@ def add_residual_adapters(
                     f"supported block ({sorted(map(_class_name, table))}); choose other "
                     f"stages with `stages=` (stages of this trunk: {all_stages})"
                 )
+            if kind not in table[type(block)]:
+                raise TypeError(
+                    f"{path}: {_qualname(block)} takes {sorted(table[type(block)])} adapters, "
+                    f"not {kind!r}"
+                )
             blocks.append((path, block))
     if not blocks:
         raise TypeError(
@@ -374,6 +429,7 @@ def add_residual_adapters(
             norm=norm,
             reduction=reduction,
             depthwise=depthwise,
+            bottleneck=bottleneck,
         )
         for path, block in blocks
     )
@@ -387,6 +443,7 @@ def with_residual_adapters(
     norm: Optional[str] = None,
     reduction: int = 1,
     depthwise: str = "channelwise",
+    bottleneck: int = 64,
 ) -> nn.Module:
     """Add adapters to a freezedet classifier backbone and return the same backbone.
 
@@ -398,10 +455,12 @@ def with_residual_adapters(
     follow ``model.train()`` / ``model.eval()``.
 
     Args:
-        backbone (nn.Module): a :class:`TimmBackbone` or :class:`FreezableResNet`, any mode.
-        kind, stages, norm, reduction, depthwise: as for :func:`add_residual_adapters`; stage
-            names are relative to the trunk (``"blocks.5"`` for a ``TimmBackbone``, ``"res5"``
-            for a ``FreezableResNet``).
+        backbone (nn.Module): a :class:`TimmBackbone`, :class:`FreezableResNet` or
+            :class:`ViTBackbone`, any mode.
+        kind, stages, norm, reduction, depthwise, bottleneck: as for
+            :func:`add_residual_adapters`; stage names are relative to the trunk (``"blocks.5"``
+            for a ``TimmBackbone``, ``"res5"`` for a ``FreezableResNet``, ``"vit.blocks"`` for a
+            ``ViTBackbone``).
     """
     if not hasattr(backbone, "_trunk_module"):
         raise TypeError(
@@ -410,7 +469,13 @@ def with_residual_adapters(
         )
     trunk = backbone._trunk_module()
     add_residual_adapters(
-        trunk, kind=kind, stages=stages, norm=norm, reduction=reduction, depthwise=depthwise
+        trunk,
+        kind=kind,
+        stages=stages,
+        norm=norm,
+        reduction=reduction,
+        depthwise=depthwise,
+        bottleneck=bottleneck,
     )
     backbone.num_adapters = sum(isinstance(m, ResidualAdapter) for m in trunk.modules())
     backbone.train(backbone.training)
