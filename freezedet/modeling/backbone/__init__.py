@@ -1,4 +1,9 @@
-from .adapters import ResidualAdapter, add_residual_adapters, with_residual_adapters
+from .adapters import (
+    MLPAdapter,
+    ResidualAdapter,
+    add_residual_adapters,
+    with_residual_adapters,
+)
 from .feature_cache import FeatureCache, check_cacheable_augmentations, check_feature_cache_config
 from .frozen_runtime import FrozenTrunkRuntime, fold_frozen_batchnorm
 from .weights import WeightsReport, load_timm_weights
@@ -16,6 +21,7 @@ __all__ = [
     "ViTBackbone",
     "WeightsReport",
     "load_timm_weights",
+    "MLPAdapter",
     "ResidualAdapter",
     "add_residual_adapters",
     "with_residual_adapters",
