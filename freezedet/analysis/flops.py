@@ -27,6 +27,7 @@ def count_flops(model: torch.nn.Module, height: int, width: int) -> dict:
     }
     out = {"total": flops.total() / 1e9}
     names = {
+        "backbone.bottom_up.pyramid": "pyramid",
         "backbone.bottom_up": "trunk",
         "backbone": "neck",
         "proposal_generator": "rpn",
@@ -38,4 +39,6 @@ def count_flops(model: torch.nn.Module, height: int, width: int) -> dict:
             out[label] = by_module[name] / 1e9
     if "trunk" in out and "neck" in out:
         out["neck"] -= out["trunk"]  # the neck's module contains the trunk
+    if "pyramid" in out:
+        out["trunk"] -= out["pyramid"]  # ... and a ViT trunk's module its simple pyramid
     return out

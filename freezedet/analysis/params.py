@@ -9,6 +9,8 @@ __all__ = ["component_of", "parameter_table", "format_parameter_table"]
 
 # (prefix, component) in match order; the first matching prefix wins
 _COMPONENTS = (
+    # a plain ViT's simple feature pyramid (ViTBackbone): trained even on a frozen trunk
+    ("backbone.bottom_up.pyramid.", "pyramid"),
     ("backbone.bottom_up.", "trunk"),
     ("backbone.", "neck"),
     ("proposal_generator.", "rpn"),
@@ -39,7 +41,7 @@ def parameter_table(model: nn.Module) -> Dict[str, Dict[str, int]]:
         row = rows.setdefault(component_of(name), {"total": 0, "trainable": 0})
         row["total"] += p.numel()
         row["trainable"] += p.numel() if p.requires_grad else 0
-    order = [c for _, c in _COMPONENTS[:1]] + ["adapters"] + [c for _, c in _COMPONENTS[1:]]
+    order = ["trunk", "adapters"] + [c for _, c in _COMPONENTS if c != "trunk"]
     rows = OrderedDict((k, rows[k]) for k in order + ["other"] if k in rows)
     rows["total"] = {
         "total": sum(r["total"] for r in rows.values()),
