@@ -335,3 +335,23 @@ def test_vit_record_plugs_into_every_detector():
     vit = model.backbone.bottom_up.trunk
     assert all(p.grad is None for p in vit.parameters())
     assert model.backbone.bottom_up.pyramid["c3"].weight.grad is not None
+
+
+def test_registry_builder_with_yacs_cfg(tmp_path):
+    import timm
+
+    from detectron2.config import CfgNode as CN
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_backbone
+
+    path = str(tmp_path / "w.pth")
+    torch.save(timm.create_model(DINO, pretrained=False, depth=12).state_dict(), path)
+    cfg = get_cfg()
+    cfg.MODEL.VIT = CN(
+        {"NAME": DINO, "OUT_FEATURES": ["c3", "c4", "c5"], "MODE": "frozen", "WEIGHTS": path}
+    )
+    cfg.MODEL.BACKBONE.NAME = "build_vit_backbone"
+    backbone = build_backbone(cfg)
+    assert isinstance(backbone, ViTBackbone) and backbone.is_frozen
+    assert not backbone.weights_report.missing
+    assert backbone.output_shape()["c3"].channels == 192

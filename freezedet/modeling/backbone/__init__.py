@@ -15,10 +15,11 @@ from .classifier import (
     convert_norm,
     replace_batchnorm,
 )
-from .vit import ViTBackbone
+from .vit import ViTBackbone, build_vit_backbone
 
 __all__ = [
     "ViTBackbone",
+    "build_vit_backbone",
     "WeightsReport",
     "load_timm_weights",
     "MLPAdapter",
