@@ -355,3 +355,45 @@ def test_registry_builder_with_yacs_cfg(tmp_path):
     assert isinstance(backbone, ViTBackbone) and backbone.is_frozen
     assert not backbone.weights_report.missing
     assert backbone.output_shape()["c3"].channels == 192
+
+
+def test_vit_recipe_trains_from_a_weights_file(synthetic_run_opts, tmp_path):
+    """tools/train_net.py in-process on the DeepForest ViT recipe, the trunk's weights from a
+    local file given on the command line: 2 iterations train the pyramid, the trunk stays the
+    file's."""
+    import timm
+
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import instantiate
+    from freezedet.engine import argument_parser, load_config, main
+    from freezedet.model_zoo import get_config_file
+
+    torch.manual_seed(3)
+    src = timm.create_model(DINO, pretrained=False, depth=2)
+    path = str(tmp_path / "dinov2_s14_depth2.safetensors")
+    _save(src.state_dict(), path)
+    out = str(tmp_path / "run")
+    opts = [
+        f"model.backbone.bottom_up.weights={path}",
+        "model.backbone.bottom_up.timm_kwargs={depth:2}",
+        f"train.output_dir={out}",
+        "train.max_iter=2",
+        "train.seed=0",
+        *synthetic_run_opts,
+    ]
+    config = get_config_file("DeepForest/faster_rcnn_simplefpn_vits14_frozen.py")
+    initial = instantiate(load_config(config, opts).model)
+    DetectionCheckpointer(initial, str(tmp_path)).save("initial")
+    opts.append(f"train.init_checkpoint={tmp_path / 'initial.pth'}")
+    main(argument_parser().parse_args(["--config-file", config, *opts]))
+    trained = torch.load(os.path.join(out, "model_final.pth"), weights_only=False)["model"]
+    prefix = "backbone.bottom_up.trunk.vit."
+    trunk = {k[len(prefix) :]: v for k, v in trained.items() if k.startswith(prefix)}
+    assert trunk.keys() == src.state_dict().keys()
+    for k, v in src.state_dict().items():
+        assert torch.equal(trunk[k], v), f"frozen {k} is not the file's"
+    start = initial.state_dict()
+    pyramid = [k for k in trained if k.startswith("backbone.bottom_up.pyramid.")]
+    assert len(pyramid) == 8, pyramid  # weight + bias of c2: 2 deconvs and a norm; c3: a deconv
+    for k in pyramid:
+        assert not torch.equal(trained[k], start[k]), f"{k} did not train"
