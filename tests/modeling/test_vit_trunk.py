@@ -65,6 +65,22 @@ def test_vit_output_shape_contract_at_sizes_the_patch_does_not_divide(model_name
         assert backbone.trunk.indices == [0, 1, 2, 3]
 
 
+def test_windowed_attention_trunk_keeps_its_own_attention_and_width():
+    """timm's SAM ViT: windowed attention with global blocks, its own position-embedding
+    resampling (dynamic_img_size=None) and a conv neck to 256 channels as its final norm."""
+    backbone = ViTBackbone(
+        model_name="samvit_base_patch16",
+        out_features=LEVELS,
+        dynamic_img_size=None,
+        timm_kwargs=dict(depth=2, global_attn_indexes=(1,), window_size=4, img_size=256),
+    )
+    out = backbone(torch.randn(1, 3, 100, 130))
+    _check_contract(backbone, out, 100, 130)
+    assert backbone.output_shape()["c4"].channels == 256
+    assert backbone.trunk.vit.blocks[0].window_size == 4
+    assert backbone.trunk.vit.blocks[1].window_size == 0  # global
+
+
 class _CentreMap(nn.Module):
     """Stands in for a patch-14 ViT: each cell holds the x pixel coordinate of its centre."""
 

@@ -17,6 +17,9 @@ on), ``compile``, ``trunk_autocast`` (CUDA only), ``inference_mode``, and ``feat
 :class:`~freezedet.modeling.backbone.feature_cache.FeatureCache`, training only). They apply only
 to a frozen trunk without adapters; otherwise the trunk runs as is.
 
+LayerNorm trunks (ConvNeXt, and plain ViTs in :mod:`freezedet.modeling.backbone.vit`) take the
+same modes: there is no BatchNorm to convert or fold, ``norm`` only passes the mode checks.
+
 ``"finetune"`` trains the trunk from the loaded checkpoint (norm: ``"FrozenBN"`` keeps ImageNet
 statistics, the usual choice at small batch; ``"BN"``/``"SyncBN"`` train them); ``"scratch"``
 trains a randomly initialised trunk and needs a trainable norm.

@@ -14,8 +14,9 @@ taps, the multi-layer variant).
   the stride-16 grid. Any input size works; ``c{k}`` has ``ceil(size / 2**k)`` cells.
 - **Position embeddings** are interpolated to the input's patch grid on every forward (timm's
   ``dynamic_img_size``); checkpoints keep the pretraining grid.
-- **Attention** is the trunk's own (global for ViT / DINOv2 / CLIP, with RoPE for EVA-02);
-  nothing is windowed here.
+- **Attention** is the trunk's own: global for ViT / DINOv2 / CLIP, with RoPE for EVA-02,
+  windowed with a few global blocks for timm's SAM ViT (``dynamic_img_size=None``); freezedet
+  adds no windowing of its own.
 - **Frozen** is the mode of the CNN trunks (:mod:`freezedet.modeling.backbone.classifier`):
   weights fixed, trunk in eval mode (dropout / drop-path off), no autograd through it; the
   pyramid's deconvolutions train with the neck. Of the frozen fast-path switches, ``fold_bn``
@@ -128,6 +129,7 @@ class ViTBackbone(_FreezableTrunk, Backbone):
         pyramid_norm: str = "LN",
         weights: Optional[str] = None,
         timm_kwargs: Optional[Dict] = None,
+        dynamic_img_size: Optional[bool] = True,
         drop_path_rate: float = 0.0,
         size_divisibility: int = 32,
         fold_bn: bool = True,
@@ -156,6 +158,9 @@ class ViTBackbone(_FreezableTrunk, Backbone):
                 :mod:`freezedet.modeling.backbone.weights`); None: random initialisation.
             timm_kwargs (dict or None): extra ``timm.create_model`` arguments (``depth``,
                 ``pretrained_cfg_overlay=dict(file=...)`` as an alternative to ``weights``...).
+            dynamic_img_size (bool or None): timm's per-input interpolation of the position
+                embeddings; None: not passed, for trunks that always resample theirs (timm's SAM
+                ViT, windowed attention with a few global blocks).
             drop_path_rate (float): stochastic depth when the trunk trains.
             size_divisibility (int): input padding the pyramid needs (its largest stride).
             fold_bn, channels_last, compile, trunk_autocast, inference_mode, feature_cache: the
@@ -170,11 +175,12 @@ class ViTBackbone(_FreezableTrunk, Backbone):
         kwargs = dict(timm_kwargs or {})
         path = weights_file(weights, kwargs)
         kwargs.pop("pretrained_cfg_overlay", None)
+        if dynamic_img_size is not None:
+            kwargs["dynamic_img_size"] = dynamic_img_size
         vit = timm.create_model(
             model_name,
             pretrained=False,
             num_classes=0,
-            dynamic_img_size=True,
             drop_path_rate=drop_path_rate if mode != "frozen" else 0.0,
             **kwargs,
         )
@@ -183,9 +189,10 @@ class ViTBackbone(_FreezableTrunk, Backbone):
         self.weights_report = load_timm_weights(vit, path) if path else None
         depth = len(vit.blocks)
         indices = self._tap_indices(pyramid, taps, len(out_features), depth)
-        dim = vit.embed_dim
+        taps_module = _ViTTaps(vit, indices, final_norm)
+        dim = self._channels(taps_module)
         scales = {f: 2 ** (4 - int(f[1:])) for f in out_features}
-        self.trunk = self._setup_mode(mode, norm, _ViTTaps(vit, indices, final_norm))
+        self.trunk = self._setup_mode(mode, norm, taps_module)
         self.pyramid = nn.ModuleDict(
             {f: _resampler(scales[f], dim, pyramid_norm) for f in out_features}
         )
@@ -203,6 +210,15 @@ class ViTBackbone(_FreezableTrunk, Backbone):
             feature_cache=feature_cache,
         )
         self.train(True)
+
+    @staticmethod
+    def _channels(trunk: nn.Module) -> int:
+        # the maps' width is not always embed_dim (SAM's final norm is a conv neck to 256)
+        with torch.no_grad():
+            maps = trunk.eval()(torch.zeros(1, 3, 2 * _BASE, 2 * _BASE))
+        widths = {m.shape[1] for m in maps}
+        assert len(widths) == 1, f"tapped maps of different widths: {widths}"
+        return widths.pop()
 
     @staticmethod
     def _tap_indices(pyramid: str, taps, n: int, depth: int) -> List[int]:
