@@ -52,7 +52,7 @@ def train_variant(args):
 
     import freezedet  # noqa: F401
     from freezedet.engine import argument_parser, load_config
-    from freezedet.engine.train_loop import do_train
+    from freezedet.engine.train_loop import do_train, resolve_config_file
 
     torch.set_num_threads(args.threads)
     out = os.path.join(args.out, "runs", args.child)
@@ -67,7 +67,9 @@ def train_variant(args):
     cfg.train.checkpointer.period = cfg.train.max_iter  # only the final model
     if args.child == "naive":
         cfg.model = L(naive_frozen)(model=cfg.model)
-    train_args = argument_parser().parse_args(["--config-file", args.config, "--resume"])
+    # a path: default_setup copies the config file into the output dir
+    config_file = resolve_config_file(args.config)
+    train_args = argument_parser().parse_args(["--config-file", config_file, "--resume"])
     default_setup(cfg, train_args)
     setup_logger(out, name="freezedet")
     do_train(train_args, cfg)
