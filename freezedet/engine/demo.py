@@ -91,7 +91,8 @@ def _xyxy(annotations):
 def draw_predictions(
     cfg, weights: str, out_png: str, score_thresh: float = 0.5, dataset_name: str = None
 ) -> str:
-    """Ground truth and predictions on the test tile with the most objects, with a legend.
+    """Ground truth and predictions on a test tile (the one with the most objects, of the source
+    image with the most tiles), with a legend.
 
     Ground truth: dashed white boxes. Predictions with score >= ``score_thresh``: solid boxes
     coloured by score, the score written on each.
@@ -109,7 +110,14 @@ def draw_predictions(
         records = instantiate(cfg.dataloader.test.dataset)  # checked (8-bit copies included)
     else:
         name, records = dataset_name, DatasetCatalog.get(dataset_name)
-    record = max(records, key=lambda r: len(r.get("annotations", [])))
+    # the tile with the most objects among those of the source image most test tiles come from
+    # (DeepForest records carry "source_image"; one odd image must not stand for the whole set)
+    sources = [r.get("source_image") for r in records]
+    common = max(set(sources), key=sources.count)
+    record = max(
+        (r for r, s in zip(records, sources) if s == common),
+        key=lambda r: len(r.get("annotations", [])),
+    )
     image = read_image(record["file_name"], format="RGB")
     fmt = cfg.model.input_format
     model_input = image if fmt == "RGB" else image[:, :, ::-1]
