@@ -54,3 +54,22 @@ def test_views_are_cacheable_and_schedule_is_the_reference(cfg):
     assert cfg.train.eval_period * 10 <= cfg.train.max_iter  # evaluated every <= 10 %
     assert cfg.optimizer.lr == pytest.approx(0.08 * 2 / 64)  # reference LR, batch 2
     assert cfg.dataloader.train.total_batch_size == 2
+
+
+def test_demo_runs_the_recipe_on_its_short_schedule():
+    from freezedet.engine.demo import DEMO_CONFIG, demo_arguments
+
+    args = demo_arguments(["train.max_iter=20"])
+    assert args.config_file == DEMO_CONFIG == RECIPE
+    cfg = load_config(args.config_file, args.opts)
+    assert cfg.train.max_iter == 20  # the user's override wins over the demo schedule
+    assert cfg.train.output_dir == "output/demo"
+    assert load_config(*_demo(demo_arguments([]))).train.max_iter < 1500
+    # milestones are fractions of the schedule: the demo's decay comes at 2/3 of it
+    assert instantiate(cfg.lr_multiplier)(0.7) == pytest.approx(0.1)
+    other = demo_arguments(["--config-file", "DeepForest/faster_rcnn_fpn_effl0_frozen.py"])
+    assert other.opts == []
+
+
+def _demo(args):
+    return args.config_file, args.opts

@@ -172,16 +172,23 @@ def _print_summary(s: dict):
     )
 
 
+def demo_arguments(argv=None):
+    """train_net's arguments; without ``--config-file``, the demo recipe and schedule
+    (``DEMO_CONFIG`` + ``DEMO_OPTS``, the user's ``key=value`` overrides applied after them)."""
+    parser = argument_parser()
+    parser.set_defaults(config_file=None)
+    args = parser.parse_args(argv)
+    if args.config_file is None:
+        args.config_file = DEMO_CONFIG
+        args.opts = [*DEMO_OPTS, *args.opts]
+    return args
+
+
 def run_demo(argv=None) -> dict:
     """Train + evaluate a config (default: the DeepForest frozen EfficientNet-Lite0 recipe),
     print the learning curve and a one-line summary, save ``summary.json`` and
     ``demo_predictions.png``."""
-    parser = argument_parser()
-    parser.set_defaults(config_file=None)
-    args = parser.parse_args(argv)
-    if args.config_file is None:  # `make demo`: the converged recipe on a 10-minute schedule
-        args.config_file = DEMO_CONFIG
-        args.opts = [*DEMO_OPTS, *args.opts]
+    args = demo_arguments(argv)
     t0 = time.perf_counter()
     results = main(args)
     cfg = load_config(args.config_file, args.opts)
