@@ -223,7 +223,30 @@ def _load_features_weights(trunk: nn.Module, model_name: str, path, kwargs):
     return load_timm_weights(trunk, path, filter_model=full, key_map=key_map)
 
 
-class TimmBackbone(_FreezableTrunk, Backbone):
+class _TimmTrunk(_FreezableTrunk):
+    """A timm model held as ``self.trunk`` and run as ``trunk(x)``, padded to
+    ``self._size_divisibility`` (TimmBackbone, ViTBackbone)."""
+
+    def _trunk_module(self):
+        return self.trunk
+
+    def _set_trunk(self, trunk):
+        self.trunk = trunk
+
+    @property
+    def size_divisibility(self) -> int:
+        return self._size_divisibility
+
+    @property
+    def padding_constraints(self) -> Dict[str, int]:
+        return {"size_divisibility": self._size_divisibility}
+
+    @staticmethod
+    def _trunk_forward(trunk, x):
+        return trunk(x)
+
+
+class TimmBackbone(_TimmTrunk, Backbone):
     """Any timm classifier with ``features_only`` support as a detectron2 bottom-up backbone.
 
     Outputs are named ``c{k}`` for a feature map of stride ``2**k`` (``c3`` = stride 8 ...).
@@ -319,24 +342,6 @@ class TimmBackbone(_FreezableTrunk, Backbone):
             feature_cache=feature_cache,
         )
         self.train(True)
-
-    def _trunk_module(self):
-        return self.trunk
-
-    def _set_trunk(self, trunk):
-        self.trunk = trunk
-
-    @property
-    def size_divisibility(self) -> int:
-        return self._size_divisibility
-
-    @property
-    def padding_constraints(self) -> Dict[str, int]:
-        return {"size_divisibility": self._size_divisibility}
-
-    @staticmethod
-    def _trunk_forward(trunk, x):
-        return trunk(x)
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         return dict(zip(self._out_features, self._run_trunk(x)))

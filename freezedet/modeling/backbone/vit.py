@@ -37,7 +37,7 @@ from torch import nn
 from detectron2.layers import ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
-from .classifier import _FreezableTrunk
+from .classifier import _TimmTrunk
 from .feature_cache import FeatureCache
 from .weights import load_timm_weights, weights_file
 
@@ -109,7 +109,7 @@ def _resampler(scale: int, dim: int, norm: str) -> nn.Module:
     return nn.MaxPool2d(2, stride=2, ceil_mode=True)
 
 
-class ViTBackbone(_FreezableTrunk, Backbone):
+class ViTBackbone(_TimmTrunk, Backbone):
     """A timm plain ViT with a simple feature pyramid: ``c2``-``c5`` as a CNN trunk gives them.
 
     Parameters: the ViT under ``trunk.vit.`` (frozen in "frozen" mode), the pyramid's
@@ -230,24 +230,6 @@ class ViTBackbone(_FreezableTrunk, Backbone):
         assert len(taps) == n, f"{len(taps)} taps for {n} out_features"
         assert all(-depth <= t < depth for t in taps), f"taps {taps} outside {depth} blocks"
         return [t % depth for t in taps]
-
-    def _trunk_module(self):
-        return self.trunk
-
-    def _set_trunk(self, trunk):
-        self.trunk = trunk
-
-    @property
-    def size_divisibility(self) -> int:
-        return self._size_divisibility
-
-    @property
-    def padding_constraints(self) -> Dict[str, int]:
-        return {"size_divisibility": self._size_divisibility}
-
-    @staticmethod
-    def _trunk_forward(trunk, x):
-        return trunk(x)
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         maps = self._run_trunk(x)
