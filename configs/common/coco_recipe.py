@@ -10,7 +10,7 @@
 # (official/vision/configs/maskrcnn.py, fasterrcnn_resnetfpn_coco: 500 linear steps from
 # 0.0067), which the backbone_reuse yamls do not override; that they start from that experiment
 # is an assumption (the yamls do not name their base experiment).
-from .schedule import REF_MILESTONES, step_schedule
+from .schedule import reference_milestones, step_schedule
 
 COCO_TRAIN_IMAGES = 118287
 TF_WARMUP_ITERS, TF_WARMUP_LR = 500, 0.0067
@@ -28,13 +28,7 @@ def coco_recipe(model, train, optimizer, epochs=72, batch_size=64, lr=0.16, mile
     milestones of ``epochs`` (``REF_MILESTONES``: 72 -> 2/3, 17/18; 600 -> 23/24, 59/60).
     Returns the LR multiplier.
     """
-    if milestones is None:
-        if epochs not in REF_MILESTONES:
-            raise ValueError(
-                f"no reference milestones for {epochs} epochs (known: {sorted(REF_MILESTONES)});"
-                " pass milestones=(fractions of training) explicitly"
-            )
-        milestones = REF_MILESTONES[epochs]
+    milestones = reference_milestones(epochs, milestones)
     max_iter = epochs_to_iters(epochs, batch_size)
     train.max_iter = max_iter
     train.eval_period = max_iter // 12

@@ -3,7 +3,7 @@
 # threshold 1e-4). The backbone_reuse project ships no LVIS config, so the LR (0.16 at batch 64)
 # and milestones (REF_72EP for 72 epochs) are the COCO ones: unverified for LVIS.
 from .coco_recipe import TF_WARMUP_ITERS, TF_WARMUP_LR
-from .schedule import REF_MILESTONES, step_schedule
+from .schedule import reference_milestones, step_schedule
 
 LVIS_V1_TRAIN_IMAGES = 100170
 
@@ -20,13 +20,7 @@ def lvis_recipe(
 ):
     """In place; returns the LR multiplier. ``lr`` is for batch 64 (scaled linearly);
     ``milestones`` None: the reference milestones of ``epochs`` (an error for other lengths)."""
-    if milestones is None:
-        if epochs not in REF_MILESTONES:
-            raise ValueError(
-                f"no reference milestones for {epochs} epochs (known: {sorted(REF_MILESTONES)});"
-                " pass milestones=(fractions of training) explicitly"
-            )
-        milestones = REF_MILESTONES[epochs]
+    milestones = reference_milestones(epochs, milestones)
     max_iter = int(round(epochs * LVIS_V1_TRAIN_IMAGES / batch_size))
     train.max_iter = max_iter
     train.eval_period = max_iter // 6

@@ -20,6 +20,19 @@ DEFAULT_MILESTONES = (8 / 9, 17 / 18)
 REF_MILESTONES = {72: REF_72EP, 600: REF_600EP}
 
 
+def reference_milestones(epochs, milestones=None):
+    """``milestones`` if given, else the reference milestones of an ``epochs``-long schedule
+    (an error naming the known lengths for any other)."""
+    if milestones is not None:
+        return milestones
+    if epochs not in REF_MILESTONES:
+        raise ValueError(
+            f"no reference milestones for {epochs} epochs (known: {sorted(REF_MILESTONES)});"
+            " pass milestones=(fractions of training) explicitly"
+        )
+    return REF_MILESTONES[epochs]
+
+
 def step_schedule(max_iter, warmup_iters=500, milestones=DEFAULT_MILESTONES, warmup_factor=0.067):
     """Linear warmup, then x0.1 at each milestone (fractions of ``max_iter``, increasing).
 
