@@ -64,12 +64,9 @@ def test_demo_runs_the_recipe_on_its_short_schedule():
     cfg = load_config(args.config_file, args.opts)
     assert cfg.train.max_iter == 20  # the user's override wins over the demo schedule
     assert cfg.train.output_dir == "output/demo"
-    assert load_config(*_demo(demo_arguments([]))).train.max_iter < 1500
+    default = demo_arguments([])
+    assert load_config(default.config_file, default.opts).train.max_iter < 1500
     # milestones are fractions of the schedule: the demo's decay comes at 2/3 of it
     assert instantiate(cfg.lr_multiplier)(0.7) == pytest.approx(0.1)
     other = demo_arguments(["--config-file", "DeepForest/faster_rcnn_fpn_effl0_frozen.py"])
     assert other.opts == []
-
-
-def _demo(args):
-    return args.config_file, args.opts
