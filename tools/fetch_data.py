@@ -7,7 +7,7 @@ run downloads nothing):
 - a check that deepforest's annotated images are installed (``freezedet/data/deepforest.py``),
 - EfficientNet-Lite0/1/2 ImageNet weights converted into backbone checkpoints.
 
-Everything goes under ``freezedet.data.paths.data_root()`` (``$FREEZEDET_DATA`` if set); nothing
+Everything goes under ``freezedet.utils.file_io.data_root()`` (``$FREEZEDET_DATA`` if set); nothing
 of it belongs in git.
 """
 
@@ -16,7 +16,7 @@ import os
 from freezedet.checkpoint import EFFICIENTNET_LITE, convert_efficientnet_lite
 from freezedet.data.deepforest import SOURCES, deepforest_data_dir
 from freezedet.data.labelme import fetch_labelme_coco
-from freezedet.data.paths import data_root
+from freezedet.utils.file_io import data_root
 
 
 def check_deepforest() -> str:

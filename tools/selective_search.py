@@ -17,7 +17,7 @@ import os
 import freezedet  # noqa: F401  (registers the project's datasets)
 from detectron2.config import LazyConfig
 from detectron2.data import DatasetCatalog
-from freezedet.data.paths import data_root
+from freezedet.utils.file_io import data_root
 from freezedet.data.proposals import MODES, generate_proposal_cache
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")

@@ -43,7 +43,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..engine.checkpoint import atomic_write_text
+from ..utils.file_io import atomic_write_text
 
 __all__ = [
     "AXES",

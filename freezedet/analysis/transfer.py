@@ -207,7 +207,7 @@ def _parameter_counts(directory: str, manifest: dict) -> dict:
         "params_total": table["total"]["total"],
         "params_trainable": table["total"]["trainable"],
     }
-    from ..engine.checkpoint import atomic_write_text
+    from ..utils.file_io import atomic_write_text
 
     atomic_write_text(json.dumps(counts), cache)
     return counts

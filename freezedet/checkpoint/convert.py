@@ -24,8 +24,7 @@ from typing import Dict, List, Mapping, NamedTuple, Optional
 
 import torch
 
-from ..data.paths import data_root, sha256_file
-from ..engine.checkpoint import atomic_torch_save
+from ..utils.file_io import atomic_torch_save, data_root, sha256_file
 
 __all__ = [
     "EfficientNetLite",

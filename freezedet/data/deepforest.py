@@ -64,7 +64,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 import xml.etree.ElementTree as ET
 from typing import Dict, List, Tuple
 
@@ -74,7 +73,7 @@ from PIL import Image
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from .paths import data_root
+from ..utils.file_io import atomic_open, data_root
 
 __all__ = [
     "CLASS_MAP",
@@ -203,14 +202,8 @@ def _clip(boxes: np.ndarray, x0: int, y0: int, tile: int, min_visible: float, mi
 
 
 def _save_png_atomic(array: np.ndarray, path: str):
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=os.path.dirname(path))
-    os.close(fd)
-    try:
-        Image.fromarray(array).save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path, "wb") as f:
+        Image.fromarray(array).save(f, format="PNG")
 
 
 def _cache_key(src: str, params: dict) -> str:

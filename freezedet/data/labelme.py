@@ -22,7 +22,7 @@ import tempfile
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from .paths import data_root, sha256_file
+from ..utils.file_io import data_root, sha256_file
 
 __all__ = [
     "LABELME_SDIST",

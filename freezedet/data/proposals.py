@@ -37,7 +37,6 @@ import json
 import logging
 import multiprocessing
 import os
-import tempfile
 import time
 import warnings
 from typing import Dict, Iterable, List, Optional, Tuple
@@ -50,6 +49,8 @@ from torchvision.ops import nms
 from detectron2.data.detection_utils import read_image
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
+
+from ..utils.file_io import atomic_open
 
 __all__ = [
     "MODES",
@@ -331,21 +332,12 @@ class ProposalCache:
             self.save()
 
     def save(self):
-        """Write the whole file atomically (temp file in the same folder + ``os.replace``), so
+        """Write the whole file atomically (:func:`~freezedet.utils.file_io.atomic_open`), so
         a reader or a killed run never sees a partial file."""
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".proposals-", suffix=".json.tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump({"header": self.header, "images": self.images}, f, separators=(",", ":"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_open(self.path, "w") as f:
+            json.dump({"header": self.header, "images": self.images}, f, separators=(",", ":"))
         self._last_save = time.monotonic()
         self._dirty = False
 

@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -42,7 +41,7 @@ from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
 from .bit_depth import HighBitDepthError, is_high_bit_depth, open_uint8, parse_rule
-from .paths import cache_root
+from ..utils.file_io import atomic_open, cache_root
 
 __all__ = [
     "bad_ground_truth",
@@ -109,14 +108,9 @@ class _CheckCache:
         if not self.dirty:
             return
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(self.path))
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump({"version": _CACHE_VERSION, "images": self.entries}, f)
-            os.replace(tmp, self.path)  # concurrent writers: the last complete file wins
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        # concurrent writers: the last complete file wins
+        with atomic_open(self.path, "w") as f:
+            json.dump({"version": _CACHE_VERSION, "images": self.entries}, f)
 
 
 def _inspect_images(paths: Sequence[str], verify: bool, cache: _CheckCache, counts: Counter):
@@ -163,14 +157,8 @@ def _converted_copy(path: str, rule: str, cache_dir: str) -> str:
     target = os.path.join(cache_dir, "8bit", hashlib.sha1(key.encode()).hexdigest()[:20] + ".png")
     if not os.path.isfile(target):
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=os.path.dirname(target))
-        os.close(fd)
-        try:
-            open_uint8(local, rule).save(tmp)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_open(target, "wb") as f:
+            open_uint8(local, rule).save(f, format="PNG")
     return target
 
 
@@ -229,7 +217,7 @@ def check_records(
         high_bit_depth (str): what to do with images that are not 8-bit: "error", or a rule of
             :mod:`freezedet.data.bit_depth` ("percentile", "percentile:LOW,HIGH",
             "range:LOW,HIGH"). Needs ``verify_images`` to see the images.
-        cache_dir (str or None): default :func:`~freezedet.data.paths.cache_root`.
+        cache_dir (str or None): default :func:`~freezedet.utils.file_io.cache_root`.
     """
     parse_rule(high_bit_depth)  # a typo in the rule fails before any image is read
     cache_dir = cache_dir or cache_root()

@@ -1,4 +1,4 @@
-from .checkpoint import AtomicDetectionCheckpointer, atomic_torch_save, atomic_write_text
+from .checkpoint import AtomicDetectionCheckpointer
 from .demo import draw_predictions, run_demo, summarize_run
 from .loaders import instantiate_loader
 from .summary import describe_lr_schedule, describe_run

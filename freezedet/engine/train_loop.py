@@ -37,7 +37,8 @@ from ..modeling.backbone import check_feature_cache_config, replace_batchnorm
 from ..modeling.meta_arch import ALL_HEADS
 from ..modeling.trainable import train_only
 from ..analysis.params import format_parameter_table, parameter_table
-from .checkpoint import AtomicDetectionCheckpointer, atomic_write_text
+from ..utils.file_io import atomic_write_text
+from .checkpoint import AtomicDetectionCheckpointer
 from .cli import argument_parser
 from .config_keys import check_call_arguments, check_override_keys
 from .loaders import instantiate_loader

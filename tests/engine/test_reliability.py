@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from freezedet.engine import atomic_torch_save
+from freezedet.utils.file_io import atomic_torch_save
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
