@@ -40,6 +40,7 @@ __all__ = [
     "lvis_metadata",
     "register_lvis_json",
     "lvis_json_dataset",
+    "DatasetClassCounts",
     "category_image_counts",
     "category_instance_counts",
     "records_to_lvis",
@@ -203,6 +204,30 @@ def category_instance_counts(dataset_names: Sequence[str]) -> List[int]:
     """Annotated instances per category, summed over registered datasets: their
     ``class_instance_count`` metadata if set (LVIS jsons), else counted from their dicts."""
     return _category_counts(dataset_names, "class_instance_count", per_image=False)
+
+
+class DatasetClassCounts:
+    """Per-class counts of registered datasets, read when called: what a class-balanced box
+    predictor is given in the config (``class_counts``) to read its training data's class
+    frequencies on its first training step, once that data is registered (as detectron2's LVIS
+    recipe hands its box predictor ``get_fed_loss_cls_weights``)."""
+
+    def __init__(self, *, dataset_names):
+        """
+        Args:
+            dataset_names (str or list[str]): registered (training) dataset names.
+        """
+        self.dataset_names = dataset_names
+
+    def __call__(self, unit: str) -> List[int]:
+        """Images (``unit="images"``) or annotated instances (``"instances"``) per class."""
+        assert unit in ("images", "instances"), f"unit={unit!r}: 'images' or 'instances'"
+        if unit == "images":
+            return category_image_counts(self.dataset_names)
+        return category_instance_counts(self.dataset_names)
+
+    def __repr__(self) -> str:
+        return f"DatasetClassCounts(dataset_names={self.dataset_names!r})"
 
 
 def _category_counts(dataset_names, key: str, per_image: bool) -> List[int]:

@@ -13,6 +13,7 @@ from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.roi_heads import FastRCNNOutputLayers
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
+from freezedet.data.lvis import DatasetClassCounts
 from freezedet.model_zoo import get_config
 from freezedet.modeling.roi_heads import (
     ClassBalancedFastRCNNOutputLayers,
@@ -113,10 +114,12 @@ def test_loads_softmax_checkpoint_and_needs_counts():
         box2box_transform=Box2BoxTransform(weights=(10, 10, 5, 5)),
         num_classes=3,
     )
-    p = _predictor(loss="federated", class_counts_from="some_train_set")
+    p = _predictor(
+        loss="federated", class_counts=DatasetClassCounts(dataset_names="some_train_set")
+    )
     missing, unexpected = p.load_state_dict(ref.state_dict(), strict=False)
     assert missing == ["class_image_counts", "class_instance_counts"] and not unexpected
-    with pytest.raises(AssertionError, match="class_counts_from"):
+    with pytest.raises(AssertionError, match="class_counts"):
         _predictor(loss="federated")
 
 

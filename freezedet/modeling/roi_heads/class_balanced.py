@@ -29,7 +29,7 @@ same on both.
 """
 
 import logging
-from typing import List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -96,7 +96,7 @@ class ClassBalancedFastRCNNOutputLayers(FastRCNNOutputLayers):
         class_balance_count: str = "instances",
         class_image_counts: Optional[Sequence[int]] = None,
         class_instance_counts: Optional[Sequence[int]] = None,
-        class_counts_from: Optional[Union[str, Sequence[str]]] = None,
+        class_counts: Optional[Callable[[str], Sequence[int]]] = None,
         **kwargs,
     ):
         """
@@ -112,11 +112,12 @@ class ClassBalancedFastRCNNOutputLayers(FastRCNNOutputLayers):
                 "federated" (and ``class_balance_count="images"``).
             class_instance_counts (list[int] or None): annotated instances per class (length
                 K), for ``class_balance_beta > 0``.
-            class_counts_from (str or list[str] or None): registered training dataset name(s)
-                to read missing counts from instead (see
-                :func:`freezedet.data.lvis.category_image_counts` /
-                ``category_instance_counts``), on the first training step, once the training
-                data is registered; stored in the checkpoint.
+            class_counts (callable or None): ``class_counts(unit)`` returns the training data's
+                per-class counts of ``unit`` ("images" / "instances"), for the counts not given
+                above, e.g. :class:`freezedet.data.lvis.DatasetClassCounts` set in the config
+                (as detectron2's LVIS recipe passes ``get_fed_loss_cls_weights``); called on the
+                first training step that needs them, once the training data is registered, and
+                the result is stored in the checkpoint.
             kwargs: arguments of :class:`FastRCNNOutputLayers` (``box2box_transform``,
                 ``num_classes``, ...).
         """
@@ -130,14 +131,14 @@ class ClassBalancedFastRCNNOutputLayers(FastRCNNOutputLayers):
         self.fed_freq_power = fed_freq_power
         self.class_balance_beta = class_balance_beta
         self.class_balance_count = class_balance_count
-        self.class_counts_from = class_counts_from
+        self.class_counts = class_counts
         needed = self._needed_counts()
         given = {"images": class_image_counts, "instances": class_instance_counts}
         missing = [u for u in needed if given[u] is None]
-        assert not missing or class_counts_from, (
+        assert not missing or class_counts is not None, (
             f"loss={loss!r}, class_balance_beta={class_balance_beta} need class {missing} "
-            "counts: give class_image_counts / class_instance_counts or class_counts_from "
-            "(training dataset names)"
+            "counts: give class_image_counts / class_instance_counts or class_counts (e.g. "
+            "freezedet.data.lvis.DatasetClassCounts of the training datasets)"
         )
         # all zeros = not known yet; saved with the model so evaluation needs no dataset
         for unit, counts in given.items():
@@ -159,20 +160,17 @@ class ClassBalancedFastRCNNOutputLayers(FastRCNNOutputLayers):
         return needed
 
     def _counts(self, unit: str = "images") -> torch.Tensor:
-        """Per-class counts of ``unit`` ("images" / "instances"), read from
-        ``class_counts_from`` the first time they are needed."""
+        """Per-class counts of ``unit`` ("images" / "instances"), from ``class_counts`` the
+        first time they are needed."""
         buf = getattr(self, f"class_{unit[:-1]}_counts")
         if buf.sum() == 0:
-            from freezedet.data import lvis
-
-            read = lvis.category_image_counts if unit == "images" else lvis.category_instance_counts
-            counts = read(self.class_counts_from)
+            counts = self.class_counts(unit)
             assert len(counts) == self.num_classes, (
-                f"datasets {self.class_counts_from} have {len(counts)} classes, the predictor "
+                f"{self.class_counts} counts {len(counts)} classes, the predictor "
                 f"{self.num_classes}"
             )
             buf.copy_(torch.as_tensor(counts, dtype=torch.float32))
-            logger.info(f"class {unit} counts read from {self.class_counts_from}")
+            logger.info(f"class {unit} counts read from {self.class_counts}")
         return buf
 
     def _roi_weights(self, gt_classes: torch.Tensor) -> Optional[torch.Tensor]:
