@@ -51,8 +51,8 @@ def train_variant(args):
     from detectron2.utils.logger import setup_logger
 
     import freezedet  # noqa: F401
-    from freezedet.engine import argument_parser, load_config
-    from freezedet.engine.train_loop import do_train, resolve_config_file
+    from freezedet.config import resolve_config_file
+    from freezedet.engine import argument_parser, do_train, load_config
 
     torch.set_num_threads(args.threads)
     out = os.path.join(args.out, "runs", args.child)

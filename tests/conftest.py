@@ -196,3 +196,21 @@ def long_tail_lvis(tmp_path_factory):
         "frequencies": LONG_TAIL_FREQUENCIES,
         "records": long_tail_records(),
     }
+
+
+@pytest.fixture
+def build_trainer_parts():
+    """``build(cfg)`` -> (model, optimizer, trainer): the first steps of
+    ``freezedet.engine.train_net.do_train`` (model, optimizer, DDP, trainer over the train
+    loader), without hooks or checkpointer, for tests that call ``trainer.train`` themselves."""
+    from freezedet import compat
+    from freezedet.engine import build_model, build_optimizer, build_trainer
+    from freezedet.engine.resumable import ResumableTrainLoader
+
+    def build(cfg):
+        model = build_model(cfg)
+        optimizer = build_optimizer(cfg, model)
+        model = compat.create_ddp_model(model, **cfg.train.get("ddp", {}))
+        return model, optimizer, build_trainer(cfg, model, ResumableTrainLoader(cfg), optimizer)
+
+    return build

@@ -13,7 +13,7 @@ from detectron2.config import instantiate
 from detectron2.layers import FrozenBatchNorm2d, NaiveSyncBatchNorm
 from detectron2.modeling.backbone import FPN
 from freezedet.engine import load_config
-from freezedet.engine.train_loop import build_model
+from freezedet.engine import build_model
 from freezedet.model_zoo import configs_root, get_config
 from freezedet.modeling.neck import NASFPN, LastLevelP6Conv
 from freezedet.modeling.proposal_generator import NormRPNHead

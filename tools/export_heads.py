@@ -12,7 +12,8 @@ import argparse
 import os
 
 import freezedet  # noqa: F401
-from freezedet.engine import AtomicDetectionCheckpointer, build_model, load_config
+from freezedet.checkpoint import AtomicDetectionCheckpointer
+from freezedet.engine import build_model, load_config
 
 
 def main():

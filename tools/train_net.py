@@ -5,7 +5,7 @@
         [--num-gpus N] [--resume] [--eval-only] [key=value ...]
 
 Without CUDA, ``--num-gpus N`` starts N CPU processes (gloo). ``--help`` lists examples. All
-logic lives in ``freezedet.engine``.
+logic lives in ``freezedet.engine``; ``python -m freezedet.engine.launch`` is the same command.
 """
 
 import importlib.util
@@ -26,6 +26,6 @@ def _argument_parser():
 
 if __name__ == "__main__":
     args = _argument_parser().parse_args()
-    from freezedet.engine import run  # noqa: E402  (after parsing: see _argument_parser)
+    from freezedet.engine.launch import run  # noqa: E402  (after parsing: see _argument_parser)
 
     run(args)

@@ -4,7 +4,7 @@ import argparse
 
 from detectron2.config import instantiate
 
-from ..engine.train_loop import load_config
+from ..config import load_config
 from .flops import count_flops
 from .params import format_parameter_table, parameter_table
 

@@ -67,7 +67,6 @@ AXES = ("neck", "backbone", "mode", "dataset", "schedule", "seed")
 _RUN_ORDER = ("dataset", "schedule", "seed", "neck", "mode", "backbone")
 DONE_MARKER = "DONE"
 MANIFEST = "manifest.json"
-_TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "train_net.py")
 
 
 @dataclass
@@ -282,8 +281,10 @@ def run_command(
     resume: bool = False,
     extra_args: Sequence[str] = (),
 ) -> List[str]:
-    """The ``tools/train_net.py`` command line of one run, writing into ``directory``."""
-    cmd = [python, os.path.abspath(_TOOL), "--config-file", run.recipe]
+    """The training command line of one run, writing into ``directory``: ``python -m
+    freezedet.engine.launch`` (``tools/train_net.py``'s module, so an installed package needs no
+    source checkout)."""
+    cmd = [python, "-m", "freezedet.engine.launch", "--config-file", run.recipe]
     cmd += ["--num-gpus", str(num_gpus)] + list(extra_args)
     if resume:
         cmd.append("--resume")

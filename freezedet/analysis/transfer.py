@@ -197,7 +197,7 @@ def _parameter_counts(directory: str, manifest: dict) -> dict:
             return json.load(f)
     from detectron2.config import instantiate
 
-    from ..engine.train_loop import load_config
+    from ..config import load_config
     from .params import parameter_table
 
     overrides = [o for o in manifest["overrides"] if not o.startswith("train.output_dir=")]

@@ -1,2 +1,7 @@
+from .aligndet import InitWeightsCheckpointer, load_init_weights
+from .checkpointer import AtomicDetectionCheckpointer
 from .convert import *  # noqa: F401,F403
-from .convert import __all__  # noqa: F401
+from .convert import __all__ as _convert_all
+
+__all__ = ["AtomicDetectionCheckpointer", "InitWeightsCheckpointer", "load_init_weights"]
+__all__ += _convert_all

@@ -6,18 +6,23 @@ detector under GeneralizedRCNN's names plus ``momentum.*``, ``projector.*`` and 
 weights when it was frozen), neck, RPN, RoI box head(s) and class-agnostic box regressor(s) --
 and drops the pre-training-only heads and the class-specific classifier(s) (``cls_score``), which
 the detector then keeps at their fresh initialisation. It returns a report listing exactly which
-keys went where; :class:`freezedet.engine.AtomicDetectionCheckpointer` applies it automatically
-when ``train.init_checkpoint`` is an AlignDet checkpoint and logs the report.
+keys went where. :func:`load_init_weights`, the step that loads ``train.init_checkpoint``, applies
+it when that is an AlignDet checkpoint and logs the report.
 """
 
+import logging
 from collections import OrderedDict
 from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+from .checkpointer import AtomicDetectionCheckpointer
 
 __all__ = [
     "HEAD_COMPONENTS",
     "is_aligndet_checkpoint",
     "aligndet_to_detector",
     "format_transfer_report",
+    "InitWeightsCheckpointer",
+    "load_init_weights",
 ]
 
 
@@ -120,3 +125,39 @@ def format_transfer_report(report: Dict[str, dict]) -> str:
     for reason, keys in report["skipped"].items():
         lines.append(f"  skipped, {reason} ({len(keys)})")
     return "\n".join(lines)
+
+
+class InitWeightsCheckpointer(AtomicDetectionCheckpointer):
+    """Loads a detector's initial weights (``train.init_checkpoint``): an AlignDet pre-training
+    checkpoint is first reduced to what transfers (:func:`aligndet_to_detector`, restricted to
+    ``aligndet_transfer``) and the transfer report is logged and kept in ``transfer_report``;
+    any other checkpoint loads as with :class:`AtomicDetectionCheckpointer`."""
+
+    def __init__(self, model, *, aligndet_transfer: Optional[Sequence[str]] = None):
+        """
+        Args:
+            model (nn.Module): the detector (or its DDP wrapper).
+            aligndet_transfer (list[str] or None): ``HEAD_COMPONENTS`` that transfer from an
+                AlignDet checkpoint (``train.aligndet_transfer``); None: all of them.
+        """
+        super().__init__(model)
+        self.aligndet_transfer = HEAD_COMPONENTS if aligndet_transfer is None else aligndet_transfer
+        self.transfer_report = None
+
+    def _load_model(self, checkpoint):
+        model_sd = self.model.state_dict()
+        if is_aligndet_checkpoint(checkpoint["model"]) and not is_aligndet_checkpoint(model_sd):
+            checkpoint["model"], self.transfer_report = aligndet_to_detector(
+                checkpoint["model"], model_sd, self.aligndet_transfer
+            )
+            logging.getLogger(__name__).info(format_transfer_report(self.transfer_report))
+        return super()._load_model(checkpoint)
+
+
+def load_init_weights(model, path: str, *, aligndet_transfer=None) -> InitWeightsCheckpointer:
+    """The explicit load step of a fresh run (and of ``--eval-only``): ``path`` into ``model``
+    through :class:`InitWeightsCheckpointer`; returns it (``last_load_stats``,
+    ``transfer_report``). An empty ``path`` leaves the model's initialisation as it is."""
+    checkpointer = InitWeightsCheckpointer(model, aligndet_transfer=aligndet_transfer)
+    checkpointer.load(path)
+    return checkpointer

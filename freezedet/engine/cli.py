@@ -1,4 +1,5 @@
-"""The command line of ``tools/train_net.py`` (and ``tools/demo.py``).
+"""The command line of ``tools/train_net.py`` / ``python -m freezedet.engine.launch`` (and
+``tools/demo.py``).
 
 Only the standard library is imported here, so ``tools/train_net.py --help`` answers without
 importing torch or detectron2 (seconds on a small machine): the tool loads this file on its own
@@ -40,11 +41,11 @@ def _default_dist_url() -> str:
     return f"tcp://127.0.0.1:{port}"
 
 
-def argument_parser(epilog: str = EXAMPLES) -> argparse.ArgumentParser:
+def argument_parser(epilog: str = EXAMPLES, prog: str = "train_net.py") -> argparse.ArgumentParser:
     """detectron2's training arguments (``--num-gpus`` also means CPU processes on a machine
     without CUDA) plus ``--device`` and ``--allow-missing-weights``."""
     parser = argparse.ArgumentParser(
-        prog="train_net.py",
+        prog=prog,
         description="Train or evaluate a freezedet LazyConfig detector.",
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,

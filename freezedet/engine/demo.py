@@ -16,8 +16,10 @@ from detectron2.structures import BoxMode
 
 from ..analysis.params import parameter_table
 from ..data.catalog import dataset_names
-from .checkpoint import AtomicDetectionCheckpointer
-from .train_loop import argument_parser, load_config, main
+from ..checkpoint import AtomicDetectionCheckpointer
+from ..config import load_config
+from .cli import argument_parser
+from .train_net import main
 
 __all__ = ["run_demo", "summarize_run", "learning_curve", "draw_predictions"]
 

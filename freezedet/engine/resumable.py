@@ -6,9 +6,10 @@ batches with different RoI sampling. Here:
 
 - :class:`RNGStateHook` checkpoints the python / numpy / torch (and CUDA) RNG states with the
   trainer and restores them on resume;
-- :class:`deferred_train_loader` builds the train loader at the first training step, when the
-  start iteration is known, skipping the indices this rank already consumed, and without
-  drawing from the global torch RNG (``DataLoader`` draws its base seed from it).
+- :class:`ResumableTrainLoader` builds the train loader at the first training step, skipping
+  the indices this rank already consumed before the start iteration (which
+  :class:`TrainLoaderStart` hands it before training), and without drawing from the global
+  torch RNG (``DataLoader`` draws its base seed from it).
 
 Exactness holds for ``num_workers=0`` with a seeded sampler (``train.seed >= 0``) and batches
 that consume exactly ``batch size`` indices (no aspect-ratio buckets left half full); otherwise
@@ -31,7 +32,13 @@ from detectron2.utils import comm
 from .loaders import instantiate_loader
 from .summary import check_classes
 
-__all__ = ["RNGStateHook", "SkipSampler", "WeightSyncCheck", "deferred_train_loader"]
+__all__ = [
+    "RNGStateHook",
+    "ResumableTrainLoader",
+    "SkipSampler",
+    "TrainLoaderStart",
+    "WeightSyncCheck",
+]
 
 
 class RNGStateHook(HookBase):
@@ -84,22 +91,25 @@ def _build_train_loader(cfg, start_iter: int):
     return instantiate_loader(train, dataset=dataset, sampler=sampler)
 
 
-class deferred_train_loader:
-    """An iterable whose iterator builds ``cfg.dataloader.train`` at the first ``next()``.
+class ResumableTrainLoader:
+    """An iterable whose iterator builds ``cfg.dataloader.train`` at the first ``next()``,
+    skipping the batches before the start iteration (:meth:`set_start_iter`; 0 unless set).
 
     detectron2's trainers call ``iter(loader)`` when constructed, before ``--resume`` has loaded
-    the checkpoint; the start iteration is read from ``trainer.start_iter`` when data is first
-    needed.
+    the checkpoint; :class:`TrainLoaderStart` gives the loader the trainer's start iteration
+    before the first step, when data is first needed.
     """
 
-    def __init__(self, cfg, trainer_ref):
+    def __init__(self, cfg):
         """
         Args:
-            cfg: the LazyConfig.
-            trainer_ref (callable): returns the trainer (set once it exists).
+            cfg: the LazyConfig (its ``dataloader.train`` and ``train.seed``).
         """
         self._cfg = cfg
-        self._trainer_ref = trainer_ref
+        self._start_iter = 0
+
+    def set_start_iter(self, start_iter: int):
+        self._start_iter = start_iter
 
     def __iter__(self):
         # A DataLoader draws its base seed from torch's global RNG when its iterator starts,
@@ -107,11 +117,26 @@ class deferred_train_loader:
         # builds the loader again, so keep that draw out of the training stream; the data path
         # itself uses numpy's RNG (augmentations), which is left to advance.
         torch_rng = torch.get_rng_state()
-        it = iter(_build_train_loader(self._cfg, self._trainer_ref().start_iter))
+        it = iter(_build_train_loader(self._cfg, self._start_iter))
         first = next(it)
         torch.set_rng_state(torch_rng)
         yield first
         yield from it
+
+
+class TrainLoaderStart(HookBase):
+    """Before training, tells a :class:`ResumableTrainLoader` the trainer's start iteration
+    (0, or the iteration after the checkpoint ``--resume`` loaded)."""
+
+    def __init__(self, loader: ResumableTrainLoader):
+        """
+        Args:
+            loader (ResumableTrainLoader): the trainer's data loader.
+        """
+        self._loader = loader
+
+    def before_train(self):
+        self._loader.set_start_iter(self.trainer.start_iter)
 
 
 class WeightSyncCheck(HookBase):

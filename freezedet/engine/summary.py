@@ -1,6 +1,7 @@
 """What a run will do, said at its start: the choices a recipe makes for the user (data, image
 size, classes, anchors, detections per image, schedule), read from the config, plus checks that
-the model and the data agree. Everything here reads the config; nothing changes it."""
+the model and the data agree (classes; a trunk's feature cache and the train augmentations).
+Everything here reads the config; nothing changes it."""
 
 import logging
 import math
@@ -14,7 +15,9 @@ from detectron2.data import MetadataCatalog
 from ..data.catalog import dataset_names
 
 __all__ = [
+    "check_cacheable_augmentations",
     "check_classes",
+    "check_feature_cache_config",
     "check_same_classes",
     "describe_lr_schedule",
     "describe_run",
@@ -258,3 +261,69 @@ def check_same_classes(cfg):
             "correspond. Use jsons with the same categories (same ids and names)."
         )
     logging.getLogger("freezedet").warning(f"{message}: evaluating on other classes.")
+
+
+# deterministic up to a finite choice: cacheable
+_CACHEABLE = ("RandomFlip", "RandomRot90", "NoOpAugmentation")
+
+
+def check_cacheable_augmentations(augmentations) -> None:
+    """Raise ``ValueError`` naming the first augmentation that makes inputs vary without end.
+
+    Allowed: flips, 90-degree rotations, fixed ``Resize``, ``ResizeShortestEdge`` with one size or
+    a finite "choice" of sizes (each tile then has one cached view per size and symmetry).
+    ``augmentations`` are objects or LazyCall configs of ``detectron2.data.transforms``.
+    """
+    for aug in augmentations or []:
+        target = aug.get("_target_") if hasattr(aug, "get") else type(aug)
+        name = getattr(target, "__name__", str(target))
+        args = aug if hasattr(aug, "get") else vars(aug)
+        if name in _CACHEABLE or name == "Resize":
+            continue
+        if name == "ResizeShortestEdge":
+            lengths = args.get("short_edge_length")
+            lengths = [lengths] if isinstance(lengths, int) else list(lengths)
+            style = args.get("sample_style", "range")
+            if len(set(lengths)) == 1 or style == "choice":
+                continue
+            why = f"short_edge_length={lengths}, sample_style={style!r} samples a new size"
+        else:
+            why = "it is random (crop, scale jitter or photometric) or unknown to the cache check"
+        raise ValueError(
+            f"feature cache refused: train augmentation {name} ({why}), so trunk inputs never "
+            "repeat and cached features would never be reused. Use only flips, 90-degree "
+            "rotations and a finite choice of sizes, or set the trunk's feature_cache=None."
+        )
+
+
+def check_feature_cache_config(cfg) -> None:
+    """Build-time check of a LazyConfig: a trunk with a ``feature_cache`` needs a frozen trunk
+    and a finite train pipeline (:func:`check_cacheable_augmentations`)."""
+    trunks = [n for n in _lazy_nodes(cfg.model) if n.get("feature_cache") is not None]
+    if not trunks:
+        return
+    for t in trunks:
+        if t.get("mode", "frozen") != "frozen":
+            raise ValueError(
+                f"feature cache refused: trunk mode={t.get('mode')!r}; only a frozen trunk "
+                "computes the same features in every epoch."
+            )
+    mapper = cfg.dataloader.train.get("mapper")
+    target = mapper.get("_target_") if mapper is not None else None
+    if getattr(target, "__name__", None) != "DatasetMapper":
+        raise ValueError(
+            f"feature cache refused: train mapper {target} is not detectron2's DatasetMapper, "
+            "whose augmentations the cache check understands."
+        )
+    check_cacheable_augmentations(mapper.get("augmentations"))
+
+
+def _lazy_nodes(node):
+    if hasattr(node, "keys"):
+        if "_target_" in node:
+            yield node
+        for k in node.keys():
+            yield from _lazy_nodes(node[k])
+    elif isinstance(node, (list, tuple)) or type(node).__name__ == "ListConfig":
+        for v in node:
+            yield from _lazy_nodes(v)

@@ -9,18 +9,18 @@ evaluation crashes. Here the order is kept and:
 - :class:`MetricsJSONWriter` is detectron2's ``JSONWriter`` remembering the last written
   iteration *per key* (detectron2 keeps one number for all keys), so writing twice in one
   iteration (training scalars before the checkpoint, evaluation results after it) drops nothing;
-- ``do_train`` passes its ``write`` as ``before_save`` of
-  :class:`~freezedet.engine.checkpoint.AtomicDetectionCheckpointer`, so every save first writes
-  (flushed and fsync'ed) the metrics logged so far.
+- :class:`MetricsFlush`, registered right before detectron2's ``PeriodicCheckpointer``, writes
+  (flushed and fsync'ed) the metrics logged so far in every iteration the checkpointer saves.
 """
 
 import json
 import os
 from collections import defaultdict
 
+from detectron2.engine import HookBase
 from detectron2.utils.events import JSONWriter, get_event_storage
 
-__all__ = ["MetricsJSONWriter"]
+__all__ = ["MetricsFlush", "MetricsJSONWriter"]
 
 
 class MetricsJSONWriter(JSONWriter):
@@ -57,3 +57,24 @@ class MetricsJSONWriter(JSONWriter):
             os.fsync(self._file_handle.fileno())
         except (AttributeError, OSError):  # not a real file (e.g. a remote PathManager handle)
             pass
+
+
+class MetricsFlush(HookBase):
+    """Writes ``writer`` in the iterations where detectron2's ``PeriodicCheckpointer`` with the
+    same ``period`` saves (every ``period``-th iteration and the last), so no checkpoint on disk
+    is newer than the metrics logged with it. Register it right before the checkpointer hook:
+    it then writes what every earlier hook logged in that iteration."""
+
+    def __init__(self, writer: MetricsJSONWriter, *, period: int):
+        """
+        Args:
+            writer (MetricsJSONWriter): the writer of ``metrics.json``.
+            period (int): the checkpointer's period (``train.checkpointer.period``).
+        """
+        self._writer = writer
+        self._period = period
+
+    def after_step(self):
+        it = self.trainer.iter
+        if (it + 1) % self._period == 0 or it >= self.trainer.max_iter - 1:
+            self._writer.write()

@@ -23,8 +23,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Instances
 
 from ..data.image_io import read_image_for_model
-from ..engine.checkpoint import AtomicDetectionCheckpointer
-from ..engine.train_loop import build_model, load_config
+from ..checkpoint import load_init_weights
+from ..config import load_config
+from ..engine.defaults import build_model
 from .export import EXPORT_FORMATS, ExportedModel
 from .tiling import MERGE_METHODS, image_tiles, in_core, merge_detections, shift_instances
 
@@ -93,8 +94,7 @@ def config_metadata(cfg):
 
 def _load_model(cfg, weights: str) -> torch.nn.Module:
     model = build_model(cfg)
-    checkpointer = AtomicDetectionCheckpointer(model)
-    checkpointer.load(weights)
+    checkpointer = load_init_weights(model, weights)
     stats = getattr(checkpointer, "last_load_stats", {})
     if stats.get("missing"):
         logger.warning(

@@ -13,7 +13,8 @@ from detectron2.config import instantiate
 from detectron2.data import DatasetCatalog
 
 from freezedet.data.proposals import ProposalCache
-from freezedet.engine import AtomicDetectionCheckpointer, argument_parser, load_config, main
+from freezedet.checkpoint import AtomicDetectionCheckpointer, load_init_weights
+from freezedet.engine import argument_parser, load_config, main
 from freezedet.engine.ema import cosine_momentum
 from freezedet.model_zoo import get_config_file
 
@@ -117,10 +118,9 @@ def test_finetune_config_transfers_with_log(pretrained, synthetic_run_opts, capl
     torch.manual_seed(0)
     model = instantiate(cfg.model)
     cls_before = model.roi_heads.box_predictor.cls_score.weight.detach().clone()
-    checkpointer = AtomicDetectionCheckpointer(model)
     with caplog.at_level(logging.INFO):
-        checkpointer.load(cfg.train.init_checkpoint)
-    report = checkpointer.last_transfer_report
+        checkpointer = load_init_weights(model, cfg.train.init_checkpoint)
+    report = checkpointer.transfer_report
     src = _load(out, "model_final.pth")
     t = report["transferred"]
     assert len(t["neck"]) == 12 and len(t["rpn"]) == 6 and len(t["trunk"]) > 100

@@ -4,7 +4,7 @@ config files, also under LazyCalls (checked against the target's signature)."""
 import pytest
 
 from freezedet.engine import load_config
-from freezedet.engine.config_keys import accepted_arguments
+from freezedet.config import accepted_arguments
 
 CONFIG = "DeepForest/faster_rcnn_fpn_effl0_frozen.py"
 

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from freezedet.engine import AtomicDetectionCheckpointer, build_trainer_parts, do_test, load_config
+from freezedet.checkpoint import AtomicDetectionCheckpointer
+from freezedet.engine import do_test, load_config
 
 CASES = {
     # the demo model on real DeepForest tiles (evaluated on 4 tiles to stay fast)
@@ -49,7 +50,7 @@ def _overrides(name, data, tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_train_and_eval_step(name, synthetic_dataset, tmp_path):
+def test_train_and_eval_step(name, synthetic_dataset, tmp_path, build_trainer_parts):
     cfg = load_config(name, _overrides(name, CASES[name], tmp_path))
     model, _, trainer = build_trainer_parts(cfg)
     AtomicDetectionCheckpointer(model).load(cfg.train.init_checkpoint)

@@ -10,13 +10,8 @@ import torch
 
 from freezedet.data.copy_paste import CopyPasteDatasetMapper
 
-from freezedet.engine import (
-    AtomicDetectionCheckpointer,
-    argument_parser,
-    build_trainer_parts,
-    load_config,
-    main,
-)
+from freezedet.checkpoint import AtomicDetectionCheckpointer
+from freezedet.engine import argument_parser, load_config, main
 
 STAGE1 = "LVIS/cascade_mask_rcnn_nasfpn_r50_frozen_copypaste_72ep.py"
 STAGE2 = "LVIS/cascade_mask_rcnn_nasfpn_r50_frozen_copypaste_72ep_stage2_cb.py"
@@ -58,7 +53,9 @@ def _run(config, opts):
     return main(args)
 
 
-def test_lvis_stage1_then_class_balanced_stage2(long_tail_lvis, tmp_path, monkeypatch):
+def test_lvis_stage1_then_class_balanced_stage2(
+    long_tail_lvis, tmp_path, monkeypatch, build_trainer_parts
+):
     monkeypatch.chdir(tmp_path)  # stage 2 finds stage 1 under ./output/LVIS/<stage 1 name>
     opts = _lvis_overrides(long_tail_lvis)
     # stage 1 through the trainer parts (no ImageNet download in tests: a random frozen trunk)
@@ -107,7 +104,7 @@ def test_lvis_stage1_then_class_balanced_stage2(long_tail_lvis, tmp_path, monkey
     assert w2["roi_heads.box_predictor.0.class_image_counts"].sum() == 0
 
 
-def test_coco_copypaste_recipe_trains_on_labelme(tmp_path):
+def test_coco_copypaste_recipe_trains_on_labelme(tmp_path, build_trainer_parts):
     opts = SMALL + [
         "train.init_checkpoint=",
         f"train.output_dir={tmp_path}",

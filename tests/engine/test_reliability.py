@@ -149,7 +149,7 @@ def test_ddp_two_cpu_processes_gloo(coco_config, tmp_path):
 
 
 def test_weight_key_mismatch_is_counted(tmp_path, caplog):
-    from freezedet.engine import AtomicDetectionCheckpointer
+    from freezedet.checkpoint import AtomicDetectionCheckpointer
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
     path = str(tmp_path / "partial.pth")

@@ -3,14 +3,12 @@
 import json
 import os
 
-import torch
 
 from detectron2.utils.events import EventStorage
 
+from freezedet.checkpoint import checkpointer as checkpoint_module
 from freezedet.engine import argument_parser, main
-from freezedet.engine import checkpoint as checkpoint_module
-from freezedet.engine.checkpoint import AtomicDetectionCheckpointer
-from freezedet.engine.writers import MetricsJSONWriter
+from freezedet.engine.writers import MetricsFlush, MetricsJSONWriter
 from freezedet.model_zoo import get_config_file
 
 
@@ -39,19 +37,27 @@ def test_two_writes_in_one_iteration_keep_both(tmp_path):
     ]
 
 
-def test_before_save_runs_before_the_file_is_written(tmp_path, monkeypatch):
-    order = []
-    ckpt = AtomicDetectionCheckpointer(
-        torch.nn.Linear(2, 1), str(tmp_path), before_save=lambda: order.append("before_save")
-    )
-    monkeypatch.setattr(
-        checkpoint_module, "atomic_torch_save", lambda data, path: order.append(path)
-    )
-    ckpt.save("model_0000003", iteration=3)
-    assert order == ["before_save", str(tmp_path / "model_0000003.pth")]
-    ckpt.save_dir = ""  # nothing is written: nothing to flush for
-    ckpt.save("model_0000004", iteration=4)
-    assert len(order) == 2
+class _Writer:
+    def __init__(self):
+        self.writes = []
+
+    def write(self):
+        self.writes.append(self.trainer.iter)
+
+
+class _Trainer:
+    max_iter = 7
+
+
+def test_metrics_flush_writes_where_the_checkpointer_saves():
+    writer, trainer = _Writer(), _Trainer()
+    writer.trainer = trainer
+    hook = MetricsFlush(writer, period=3)
+    hook.trainer = trainer
+    for trainer.iter in range(trainer.max_iter):
+        hook.after_step()
+    # detectron2's PeriodicCheckpointer(period=3) saves model_0000002, model_0000005, model_final
+    assert writer.writes == [2, 5, 6]
 
 
 def test_metrics_on_disk_when_each_checkpoint_is_saved(synthetic_run_opts, tmp_path, monkeypatch):

@@ -15,12 +15,9 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from freezedet.data.transforms import RandomRot90
 from freezedet.engine import load_config
+from freezedet.engine.summary import check_cacheable_augmentations, check_feature_cache_config
 from freezedet.model_zoo import configs_root
-from freezedet.modeling.backbone import (
-    FeatureCache,
-    check_cacheable_augmentations,
-    check_feature_cache_config,
-)
+from freezedet.modeling.backbone import FeatureCache
 
 CACHED = os.path.join(configs_root(), "DeepForest", "faster_rcnn_fpn_effl0_frozen_cached.py")
 

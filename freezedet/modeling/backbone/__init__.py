@@ -4,7 +4,7 @@ from .adapters import (
     add_residual_adapters,
     with_residual_adapters,
 )
-from .feature_cache import FeatureCache, check_cacheable_augmentations, check_feature_cache_config
+from .feature_cache import FeatureCache
 from .frozen_runtime import FrozenTrunkRuntime, fold_frozen_batchnorm
 from .weights import WeightsReport, load_timm_weights
 from .classifier import (
@@ -33,8 +33,6 @@ __all__ = [
     "convert_norm",
     "replace_batchnorm",
     "FeatureCache",
-    "check_cacheable_augmentations",
-    "check_feature_cache_config",
     "FrozenTrunkRuntime",
     "fold_frozen_batchnorm",
 ]

@@ -9,7 +9,8 @@ Keys are a BLAKE2b hash of the *preprocessed, padded* per-image input tensor (no
 its shape and dtype). This needs no cooperation from the data mapper and cannot go stale: a
 different view, size or padding is a different key. It also means a cache under random scale
 jitter or photometric augmentation would be correct but useless (no key ever recurs, the budget
-fills with dead entries); :func:`check_cacheable_augmentations` refuses such pipelines by name.
+fills with dead entries); the engine refuses such pipelines before training
+(:func:`freezedet.engine.summary.check_feature_cache_config`).
 
 Per-image features are sliced from the batch output: this relies on the frozen trunk being
 batch-independent (eval-mode, frozen statistics), which frozen freezedet trunks are. Features of a
@@ -30,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-__all__ = ["FeatureCache", "check_cacheable_augmentations", "check_feature_cache_config"]
+__all__ = ["FeatureCache"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,69 +133,3 @@ class FeatureCache:
                 found[i] = [f[j] for f in computed]
                 self.put(keys[i], found[i])
         return [torch.stack([f[level] for f in found]) for level in range(len(found[0]))]
-
-
-# deterministic up to a finite choice: cacheable
-_CACHEABLE = ("RandomFlip", "RandomRot90", "NoOpAugmentation")
-
-
-def check_cacheable_augmentations(augmentations) -> None:
-    """Raise ``ValueError`` naming the first augmentation that makes inputs vary without end.
-
-    Allowed: flips, 90-degree rotations, fixed ``Resize``, ``ResizeShortestEdge`` with one size or
-    a finite "choice" of sizes (each tile then has one cached view per size and symmetry).
-    ``augmentations`` are objects or LazyCall configs of ``detectron2.data.transforms``.
-    """
-    for aug in augmentations or []:
-        target = aug.get("_target_") if hasattr(aug, "get") else type(aug)
-        name = getattr(target, "__name__", str(target))
-        args = aug if hasattr(aug, "get") else vars(aug)
-        if name in _CACHEABLE or name == "Resize":
-            continue
-        if name == "ResizeShortestEdge":
-            lengths = args.get("short_edge_length")
-            lengths = [lengths] if isinstance(lengths, int) else list(lengths)
-            style = args.get("sample_style", "range")
-            if len(set(lengths)) == 1 or style == "choice":
-                continue
-            why = f"short_edge_length={lengths}, sample_style={style!r} samples a new size"
-        else:
-            why = "it is random (crop, scale jitter or photometric) or unknown to the cache check"
-        raise ValueError(
-            f"feature cache refused: train augmentation {name} ({why}), so trunk inputs never "
-            "repeat and cached features would never be reused. Use only flips, 90-degree "
-            "rotations and a finite choice of sizes, or set the trunk's feature_cache=None."
-        )
-
-
-def check_feature_cache_config(cfg) -> None:
-    """Build-time check of a LazyConfig: a trunk with a ``feature_cache`` needs a frozen trunk
-    and a finite train pipeline (:func:`check_cacheable_augmentations`)."""
-    trunks = [n for n in _lazy_nodes(cfg.model) if n.get("feature_cache") is not None]
-    if not trunks:
-        return
-    for t in trunks:
-        if t.get("mode", "frozen") != "frozen":
-            raise ValueError(
-                f"feature cache refused: trunk mode={t.get('mode')!r}; only a frozen trunk "
-                "computes the same features in every epoch."
-            )
-    mapper = cfg.dataloader.train.get("mapper")
-    target = mapper.get("_target_") if mapper is not None else None
-    if getattr(target, "__name__", None) != "DatasetMapper":
-        raise ValueError(
-            f"feature cache refused: train mapper {target} is not detectron2's DatasetMapper, "
-            "whose augmentations the cache check understands."
-        )
-    check_cacheable_augmentations(mapper.get("augmentations"))
-
-
-def _lazy_nodes(node):
-    if hasattr(node, "keys"):
-        if "_target_" in node:
-            yield node
-        for k in node.keys():
-            yield from _lazy_nodes(node[k])
-    elif isinstance(node, (list, tuple)) or type(node).__name__ == "ListConfig":
-        for v in node:
-            yield from _lazy_nodes(v)

@@ -6,10 +6,12 @@ it. The paper's comparison of necks and heads (FPN, NAS-FPN, Cascade NAS-FPN, ..
 the trunk only once per step: :class:`SharedTrunkDetectors` runs it once and trains K detectors
 on its output in the same step, each with its own losses (``"<name>/loss_cls"``...), its own
 stand-alone checkpoint (:meth:`SharedTrunkDetectors.head_state_dict`: a plain
-``GeneralizedRCNN`` state dict) and its own evaluation (``eval_head``; ``do_test`` in
-:mod:`freezedet.engine.train_loop` evaluates each head).
+``GeneralizedRCNN`` state dict) and its own evaluation (``eval_head``; within
+:meth:`SharedTrunkDetectors.evaluating_all_heads` inference returns every head's outputs, which
+``do_test`` in :mod:`freezedet.engine.evaluate` scores head by head).
 """
 
+import contextlib
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -187,6 +189,17 @@ class SharedTrunkDetectors(nn.Module):
         proposals, _ = det.proposal_generator(images, features, None)
         results, _ = det.roi_heads(images, features, proposals, None)
         return GeneralizedRCNN._postprocess(results, batched_inputs, images.image_sizes)
+
+    @contextlib.contextmanager
+    def evaluating_all_heads(self):
+        """Within the block, inference returns ``{head name: outputs}`` per image for every
+        detector, from one trunk pass (``eval_head=ALL_HEADS``); ``eval_head`` is restored after.
+        What an evaluator per head (:class:`freezedet.evaluation.PerHeadEvaluator`) takes."""
+        previous, self.eval_head = self.eval_head, ALL_HEADS
+        try:
+            yield self
+        finally:
+            self.eval_head = previous
 
     def head_state_dict(self, name: str) -> Dict[str, torch.Tensor]:
         """Detector ``name`` with the trunk, as the state dict of the stand-alone detector."""

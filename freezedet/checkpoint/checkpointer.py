@@ -15,29 +15,13 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
 
     A kill during a save leaves the previous checkpoint and ``last_checkpoint`` intact, so
     ``--resume`` always finds a complete file. Loading also logs how many checkpoint keys
-    matched the model, so a wrong weights file is obvious.
-
-    An AlignDet pre-training checkpoint loaded into a detector keeps only what transfers
-    (:func:`freezedet.checkpoint.aligndet.aligndet_to_detector`), restricted to
-    ``aligndet_transfer`` (``train.aligndet_transfer``; default: neck, RPN and RoI heads).
-
-    ``before_save`` runs at the start of every save that writes a file: ``do_train`` flushes
-    ``metrics.json`` there, so no checkpoint on disk is newer than the logged metrics
-    (:mod:`freezedet.engine.writers`).
+    matched the model, so a wrong weights file is obvious; the counts of the last load are kept
+    in ``last_load_stats`` and the model keys it left uninitialised in ``last_missing_keys``.
     """
-
-    def __init__(
-        self, model, save_dir="", *, aligndet_transfer=None, before_save=None, **checkpointables
-    ):
-        super().__init__(model, save_dir, **checkpointables)
-        self.aligndet_transfer = aligndet_transfer
-        self.before_save = before_save
 
     def save(self, name: str, **kwargs):
         if not self.save_dir or not self.save_to_disk:
             return
-        if self.before_save is not None:
-            self.before_save()
         data = {"model": self.model.state_dict()}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
@@ -63,7 +47,6 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
 
     def _load_model(self, checkpoint):
         model_keys = set(self.model.state_dict().keys())
-        self._maybe_transfer_aligndet(checkpoint)
         ckpt_keys = set(checkpoint["model"].keys())
         incompatible = super()._load_model(checkpoint)
         # counts after detectron2's own renaming (model-zoo heuristics, prefixes)
@@ -81,23 +64,3 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             "checkpoint_keys": len(ckpt_keys),
         }
         return incompatible
-
-    def _maybe_transfer_aligndet(self, checkpoint):
-        """An AlignDet pre-training checkpoint loaded into a detector: keep what transfers."""
-        from ..checkpoint.aligndet import (
-            aligndet_to_detector,
-            format_transfer_report,
-            is_aligndet_checkpoint,
-        )
-
-        model_sd = self.model.state_dict()
-        if not is_aligndet_checkpoint(checkpoint["model"]) or is_aligndet_checkpoint(model_sd):
-            return
-        components = self.aligndet_transfer
-        checkpoint["model"], report = aligndet_to_detector(
-            checkpoint["model"],
-            model_sd,
-            **({} if components is None else {"components": components}),
-        )
-        logging.getLogger(__name__).info(format_transfer_report(report))
-        self.last_transfer_report = report

@@ -1,0 +1,81 @@
+"""Evaluation of a model on ``cfg.dataloader.test`` with ``cfg.dataloader.evaluator``: what
+``--eval-only`` and detectron2's ``EvalHook`` during training run."""
+
+import logging
+import os
+
+from detectron2.config import instantiate
+from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.utils import comm
+
+from ..evaluation import PerHeadEvaluator
+from ..modeling.meta_arch import SharedTrunkDetectors
+from .loaders import instantiate_loader
+from .summary import check_classes, check_same_classes, model_detections_per_image
+
+__all__ = ["do_test"]
+
+logger = logging.getLogger("freezedet")
+
+
+def do_test(cfg, model):
+    """Evaluate on ``cfg.dataloader.test`` with ``cfg.dataloader.evaluator``; returns metrics.
+
+    A :class:`~freezedet.modeling.meta_arch.SharedTrunkDetectors` is evaluated in one pass over
+    the data (one trunk pass per image, :meth:`~SharedTrunkDetectors.evaluating_all_heads`), each
+    detector by its own instance of the evaluator (output dir ``<output_dir>/<head>``), its
+    results keyed ``"<head>/<task>"``."""
+    if "evaluator" not in cfg.dataloader:
+        return {}
+    inner = getattr(model, "module", model)  # DistributedDataParallel
+    if isinstance(inner, SharedTrunkDetectors):
+        return _test_each_head(cfg, model, inner)
+    return _test_one(cfg, model)
+
+
+def _evaluator_output_dir(cfg):
+    # detectron2 caches the converted ground truth there for datasets not in COCO format
+    return cfg.dataloader.evaluator.get("output_dir", None) or os.path.join(
+        cfg.train.output_dir, "inference"
+    )
+
+
+def _test_loader(cfg):
+    # first: it may register the evaluator's dataset
+    loader = instantiate_loader(cfg.dataloader.test)
+    check_classes(cfg, cfg.dataloader.test.get("dataset", None))
+    check_same_classes(cfg)
+    return loader
+
+
+def _test_each_head(cfg, model, detectors: SharedTrunkDetectors):
+    base = _evaluator_output_dir(cfg)
+    loader = _test_loader(cfg)
+    evaluators = {}
+    for name in detectors.head_names:
+        evaluator_cfg = cfg.dataloader.evaluator.copy()
+        evaluator_cfg.output_dir = os.path.join(base, name)
+        evaluators[name] = instantiate(evaluator_cfg)
+    with detectors.evaluating_all_heads():
+        return _inference(model, loader, PerHeadEvaluator(evaluators))
+
+
+def _test_one(cfg, model):
+    cfg.dataloader.evaluator.output_dir = _evaluator_output_dir(cfg)
+    loader = _test_loader(cfg)
+    evaluator = instantiate(cfg.dataloader.evaluator)
+    counted = getattr(evaluator, "max_dets_per_image", None)  # freezedet's COCOEvaluator
+    outputs = model_detections_per_image(cfg)
+    if isinstance(counted, int) and outputs is not None and outputs < counted:
+        logger.warning(
+            f"AP counts up to {counted} detections per image but the model outputs at most "
+            f"{outputs} (test_topk_per_image): on images with more objects AP is capped there."
+        )
+    return _inference(model, loader, evaluator)
+
+
+def _inference(model, loader, evaluator):
+    ret = inference_on_dataset(model, loader, evaluator)
+    if comm.is_main_process() and ret:
+        print_csv_format(ret)
+    return ret

@@ -1,0 +1,209 @@
+"""Training and evaluation of LazyConfig models: the path behind ``tools/train_net.py``.
+
+It reads as detectron2's ``tools/lazyconfig_train_net.py`` does, top to bottom in
+:func:`do_train`: model → optimizer → DDP → trainer → checkpointer → a list of hooks → weights
+(resume, or the initial weights) → train. What freezedet adds is each a hook, a config value or
+a named step: CPU multi-process (gloo) runs, AMP only where it exists (CUDA), gradient clipping
+(:mod:`~freezedet.engine.grad_clip`), atomic checkpoints, exact resumption
+(:mod:`~freezedet.engine.resumable`), ``metrics.json`` on disk before each checkpoint
+(:mod:`~freezedet.engine.writers`), AlignDet → detector initialisation
+(:func:`~freezedet.checkpoint.load_init_weights`), s/iter and peak memory in ``metrics.json``, a
+start-of-run summary of the recipe's choices (:mod:`~freezedet.engine.summary`), and a readable
+log: versions, the full config and the model printout go to ``env.txt``, ``config.yaml`` and
+``model.txt`` in the output directory, not to the console.
+
+The command line is in :mod:`freezedet.engine.launch` (``python -m freezedet.engine.launch``).
+"""
+
+import json
+import logging
+import os
+import resource
+import sys
+import time
+
+import torch
+
+from detectron2.config import instantiate
+from detectron2.engine import hooks
+from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter, TensorboardXWriter
+
+from .. import compat
+from ..analysis.params import format_parameter_table, parameter_table
+from ..checkpoint import AtomicDetectionCheckpointer, load_init_weights
+from ..config import load_config, resolve_config_file
+from .defaults import build_model, build_optimizer, build_trainer, setup_run, write_output_text
+from .evaluate import do_test
+from .resumable import ResumableTrainLoader, RNGStateHook, TrainLoaderStart, WeightSyncCheck
+from .summary import check_feature_cache_config, describe_run
+from .writers import MetricsFlush, MetricsJSONWriter
+
+__all__ = ["do_train", "main", "peak_memory_mb"]
+
+logger = logging.getLogger("freezedet")
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak memory of this process: CUDA allocator peak on GPU, peak RSS on CPU."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1024 if sys.platform != "darwin" else rss / 2**20
+
+
+class _StepStats(hooks.HookBase):
+    """Records s/iter (data + compute), the training wall-clock so far (``train_time_s``: the
+    sum of step times, evaluation and checkpointing excluded; kept across ``--resume``), peak
+    memory and the unsmoothed total loss (detectron2's writers report a 20-iteration median)
+    into the event storage."""
+
+    def __init__(self, device):
+        self._device = device
+        self._train_time = 0.0
+
+    def before_step(self):
+        self._t0 = time.perf_counter()
+
+    def after_step(self):
+        storage = self.trainer.storage
+        step = time.perf_counter() - self._t0
+        self._train_time += step
+        storage.put_scalar("s_per_iter", step, smoothing_hint=True)
+        storage.put_scalar("train_time_s", self._train_time, smoothing_hint=False)
+        storage.put_scalar("peak_mem_mb", peak_memory_mb(self._device), smoothing_hint=False)
+        if "total_loss" in storage.histories():
+            total = storage.history("total_loss").latest()
+            storage.put_scalar("total_loss_raw", total, smoothing_hint=False)
+
+    def state_dict(self):
+        return {"train_time_s": self._train_time}
+
+    def load_state_dict(self, state):
+        self._train_time = float(state["train_time_s"])
+
+
+def do_train(args, cfg):
+    """Train (resuming if asked); returns the model and the last evaluation's results."""
+    check_feature_cache_config(cfg)  # the model's trunk against the train augmentations
+    model = build_model(cfg)
+    logger.info(
+        f"model: {type(model).__name__} (printed to model.txt), parameters:\n"
+        + format_parameter_table(parameter_table(model))
+    )
+    write_output_text(cfg, "model.txt", f"{model}\n")
+    optimizer = build_optimizer(cfg, model)
+    model = compat.create_ddp_model(model, **cfg.train.get("ddp", {}))
+    train_loader = ResumableTrainLoader(cfg)
+    trainer = build_trainer(cfg, model, train_loader, optimizer)
+    checkpointer = AtomicDetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+
+    main_process = comm.is_main_process()
+    if main_process:
+        metrics = MetricsJSONWriter(os.path.join(cfg.train.output_dir, "metrics.json"))
+        out, max_iter = cfg.train.output_dir, cfg.train.max_iter
+        writers = [CommonMetricPrinter(max_iter), TensorboardXWriter(out), metrics]
+    last_eval = {}
+
+    def evaluate():
+        last_eval.clear()
+        last_eval.update(do_test(cfg, model))
+        return last_eval
+
+    trainer.register_hooks(
+        [
+            hooks.IterationTimer(),
+            TrainLoaderStart(train_loader),
+            RNGStateHook(),
+            _StepStats(cfg.train.device),
+            hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            # before the checkpointer: a checkpoint holds the state after the hooks' updates
+            *[instantiate(h) for h in cfg.train.get("extra_hooks", None) or []],
+            (MetricsFlush(metrics, period=cfg.train.checkpointer.period) if main_process else None),
+            (
+                hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
+                if main_process
+                else None
+            ),
+            WeightSyncCheck(),
+            hooks.EvalHook(cfg.train.eval_period, evaluate),
+            hooks.PeriodicWriter(writers, period=cfg.train.log_period) if main_process else None,
+        ]
+    )
+    resume = args.resume and checkpointer.has_checkpoint()
+    _say_where_training_starts(cfg, args, checkpointer)
+    if resume:
+        checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=True)
+    else:
+        load_init_weights(
+            model, cfg.train.init_checkpoint, aligndet_transfer=cfg.train.get("aligndet_transfer")
+        )
+    trainer.train(trainer.iter + 1 if resume else 0, cfg.train.max_iter)
+    return model, dict(last_eval)
+
+
+def _say_where_training_starts(cfg, args, checkpointer):
+    init = cfg.train.init_checkpoint or "random initialisation (train.init_checkpoint is empty)"
+    out = cfg.train.output_dir
+    if args.resume and checkpointer.has_checkpoint():
+        logger.info(f"--resume: continuing from {checkpointer.get_checkpoint_file()}")
+    elif args.resume:
+        logger.warning(
+            f"--resume: {out} holds no checkpoint (no last_checkpoint file), so training starts "
+            f"fresh at iteration 0 from {init}."
+        )
+    else:
+        if checkpointer.has_checkpoint():
+            logger.warning(
+                f"{out} already holds checkpoints ({checkpointer.get_checkpoint_file()}); this "
+                "run starts from iteration 0 and overwrites them (--resume continues instead)."
+            )
+        logger.info(f"training starts at iteration 0 from {init}")
+
+
+def _load_eval_weights(cfg, model, allow_missing: bool):
+    """Load ``train.init_checkpoint`` for ``--eval-only``; weights that did not load are an
+    error unless ``allow_missing`` (the detector would be evaluated with random parts)."""
+    init = cfg.train.init_checkpoint
+    hint = (
+        "Pass the trained weights, e.g. train.init_checkpoint="
+        f"{os.path.join(cfg.train.output_dir, 'model_final.pth')}, or --allow-missing-weights "
+        "to evaluate anyway."
+    )
+    if not init and not allow_missing:
+        raise ValueError(
+            "--eval-only without weights: train.init_checkpoint is empty, so the detector would "
+            f"be evaluated with randomly initialised heads (AP ~0). {hint}"
+        )
+    checkpointer = load_init_weights(model, init)
+    stats = getattr(checkpointer, "last_load_stats", None)
+    if stats and stats["missing"] and not allow_missing:
+        missing = checkpointer.last_missing_keys
+        raise ValueError(
+            f"--eval-only: {init} leaves {stats['missing']} of "
+            f"{stats['matched'] + stats['missing']} model weight tensors uninitialised (e.g. "
+            f"{', '.join(missing[:3])}): the detector would be evaluated with random parts. Is it "
+            f"an ImageNet trunk checkpoint rather than a trained detector? {hint}"
+        )
+
+
+def main(args):
+    """Train, or with ``--eval-only`` evaluate, the config of ``args`` in this process; writes
+    ``eval_results.json`` and returns the results."""
+    args.config_file = resolve_config_file(args.config_file)
+    cfg = load_config(args.config_file, args.opts)
+    if args.device:
+        cfg.train.device = args.device
+    setup_run(cfg, args)
+    logger.info("run summary:\n  " + "\n  ".join(describe_run(cfg, eval_only=args.eval_only)))
+    if args.eval_only:
+        model = compat.create_ddp_model(build_model(cfg))
+        _load_eval_weights(cfg, model, getattr(args, "allow_missing_weights", False))
+        results = do_test(cfg, model)
+    else:
+        # detectron2's EvalHook always evaluates after the last iteration
+        _, results = do_train(args, cfg)
+    if comm.is_main_process() and results:
+        with open(os.path.join(cfg.train.output_dir, "eval_results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+    return results
