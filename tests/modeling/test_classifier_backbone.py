@@ -96,23 +96,3 @@ def test_bad_arguments_give_clear_errors():
         TimmBackbone(model_name="resnet18", out_features=("c6",))
     with pytest.raises(AssertionError, match="mode='melted'"):
         TimmBackbone(model_name="resnet18", mode="melted")
-
-
-def test_registry_builder_with_yacs_cfg():
-    from detectron2.config import get_cfg
-    from detectron2.config import CfgNode as CN
-    from detectron2.modeling import build_backbone
-
-    cfg = get_cfg()
-    cfg.MODEL.TIMM = CN(
-        {
-            "NAME": "resnet18",
-            "OUT_FEATURES": ["c3", "c4", "c5"],
-            "MODE": "frozen",
-            "NORM": "FrozenBN",
-        }
-    )
-    cfg.MODEL.BACKBONE.NAME = "build_timm_backbone"
-    backbone = build_backbone(cfg)
-    assert isinstance(backbone, TimmBackbone)
-    assert backbone.output_shape()["c5"].channels == 512

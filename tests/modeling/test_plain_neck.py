@@ -4,9 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from detectron2.config import get_cfg
-from detectron2.modeling import build_backbone
-from freezedet.modeling.neck import PlainNeck, add_plain_neck_config
+from freezedet.modeling.neck import PlainNeck
 
 
 def _neck(bottom_up, **kw):
@@ -72,18 +70,3 @@ def test_bad_inputs_are_named(tiny_bottom_up):
         _neck(tiny_bottom_up, in_features=["c3", "c4"])
     with pytest.raises(ValueError, match="multiple of 32"):
         _neck(tiny_bottom_up)(torch.randn(1, 3, 72, 64))
-
-
-def test_yacs_builder():
-    cfg = get_cfg()
-    add_plain_neck_config(cfg)
-    cfg.MODEL.BACKBONE.NAME = "build_plain_neck_backbone"
-    cfg.MODEL.RESNETS.DEPTH = 18
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
-    cfg.MODEL.PLAIN_NECK.OUT_CHANNELS = 32
-    cfg.MODEL.PLAIN_NECK.NUM_LAYERS = 2
-    neck = build_backbone(cfg)
-    assert isinstance(neck, PlainNeck) and neck.num_layers == 2
-    out = neck(torch.randn(1, 3, 64, 64))
-    assert {k: v.shape[1] for k, v in out.items()} == {f"p{i}": 32 for i in range(3, 7)}

@@ -353,26 +353,6 @@ def test_vit_record_plugs_into_every_detector():
     assert model.backbone.bottom_up.pyramid["c3"].weight.grad is not None
 
 
-def test_registry_builder_with_yacs_cfg(tmp_path):
-    import timm
-
-    from detectron2.config import CfgNode as CN
-    from detectron2.config import get_cfg
-    from detectron2.modeling import build_backbone
-
-    path = str(tmp_path / "w.pth")
-    torch.save(timm.create_model(DINO, pretrained=False, depth=12).state_dict(), path)
-    cfg = get_cfg()
-    cfg.MODEL.VIT = CN(
-        {"NAME": DINO, "OUT_FEATURES": ["c3", "c4", "c5"], "MODE": "frozen", "WEIGHTS": path}
-    )
-    cfg.MODEL.BACKBONE.NAME = "build_vit_backbone"
-    backbone = build_backbone(cfg)
-    assert isinstance(backbone, ViTBackbone) and backbone.is_frozen
-    assert not backbone.weights_report.missing
-    assert backbone.output_shape()["c3"].channels == 192
-
-
 def test_vit_recipe_trains_from_a_weights_file(synthetic_run_opts, tmp_path):
     """tools/train_net.py in-process on the DeepForest ViT recipe, the trunk's weights from a
     local file given on the command line: 2 iterations train the pyramid, the trunk stays the

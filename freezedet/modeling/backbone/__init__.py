@@ -11,15 +11,13 @@ from .classifier import (
     MODES,
     FreezableResNet,
     TimmBackbone,
-    build_timm_backbone,
     convert_norm,
     replace_batchnorm,
 )
-from .vit import ViTBackbone, build_vit_backbone
+from .vit import ViTBackbone
 
 __all__ = [
     "ViTBackbone",
-    "build_vit_backbone",
     "WeightsReport",
     "load_timm_weights",
     "MLPAdapter",
@@ -29,7 +27,6 @@ __all__ = [
     "MODES",
     "FreezableResNet",
     "TimmBackbone",
-    "build_timm_backbone",
     "convert_norm",
     "replace_batchnorm",
     "FeatureCache",

@@ -33,8 +33,8 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import nn
 
-from detectron2.layers import FrozenBatchNorm2d, NaiveSyncBatchNorm, ShapeSpec
-from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from detectron2.layers import FrozenBatchNorm2d, NaiveSyncBatchNorm
+from detectron2.modeling import Backbone
 from detectron2.modeling.backbone.resnet import BasicStem, ResNet
 
 from .feature_cache import FeatureCache
@@ -45,7 +45,6 @@ __all__ = [
     "MODES",
     "TimmBackbone",
     "FreezableResNet",
-    "build_timm_backbone",
     "convert_norm",
     "replace_batchnorm",
 ]
@@ -437,12 +436,3 @@ class FreezableResNet(_FreezableTrunk, ResNet):
         return FreezableResNet(
             stem, stages, out_features=list(out_features), mode=mode, norm=norm, **runtime
         )
-
-
-@BACKBONE_REGISTRY.register()
-def build_timm_backbone(cfg, input_shape: ShapeSpec):
-    """yacs entry point: ``cfg.MODEL.TIMM.{NAME, OUT_FEATURES, MODE, NORM}``."""
-    t = cfg.MODEL.TIMM
-    return TimmBackbone(
-        model_name=t.NAME, out_features=tuple(t.OUT_FEATURES), mode=t.MODE, norm=t.NORM
-    )

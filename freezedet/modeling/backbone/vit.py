@@ -34,14 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectron2.layers import ShapeSpec, get_norm
-from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from detectron2.layers import get_norm
+from detectron2.modeling import Backbone
 
 from .classifier import _TimmTrunk
 from .feature_cache import FeatureCache
 from .weights import load_timm_weights, weights_file
 
-__all__ = ["ViTBackbone", "PYRAMIDS", "build_vit_backbone"]
+__all__ = ["ViTBackbone", "PYRAMIDS"]
 
 PYRAMIDS = ("last", "taps")
 _LEVELS = ("c2", "c3", "c4", "c5")
@@ -241,17 +241,3 @@ class ViTBackbone(_TimmTrunk, Backbone):
             s = self._out_feature_strides[f]
             out[f] = self.pyramid[f](m)[..., : math.ceil(h / s), : math.ceil(w / s)]
         return out
-
-
-@BACKBONE_REGISTRY.register()
-def build_vit_backbone(cfg, input_shape: ShapeSpec):
-    """yacs entry point: ``cfg.MODEL.VIT.{NAME, OUT_FEATURES, MODE, WEIGHTS}`` (WEIGHTS "" for
-    none)."""
-    v = cfg.MODEL.VIT
-    return ViTBackbone(
-        model_name=v.NAME,
-        out_features=tuple(v.OUT_FEATURES),
-        mode=v.MODE,
-        norm="BN" if v.MODE == "scratch" else "FrozenBN",
-        weights=v.WEIGHTS or None,
-    )

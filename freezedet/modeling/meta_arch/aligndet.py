@@ -46,9 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectron2.config import configurable
 from detectron2.layers import cat
-from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
+from detectron2.modeling import GeneralizedRCNN
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
@@ -208,7 +207,6 @@ def match_rois_to_proposals(
     return out
 
 
-@META_ARCH_REGISTRY.register()
 class AlignDetPretrainer(GeneralizedRCNN):
     """Box-domain pre-training of a two-stage detector (Faster / Cascade R-CNN, any neck).
 
@@ -216,7 +214,6 @@ class AlignDetPretrainer(GeneralizedRCNN):
     mode it is the online detector (``GeneralizedRCNN.inference``).
     """
 
-    @configurable
     def __init__(
         self,
         *,
@@ -302,10 +299,6 @@ class AlignDetPretrainer(GeneralizedRCNN):
         self.contrast_boxes = contrast_boxes
         self.negatives = negatives
         self.stage_loss_weights = [float(w) for w in stage_loss_weights]
-
-    @classmethod
-    def from_config(cls, cfg):
-        return {"detector": GeneralizedRCNN(cfg)}
 
     @staticmethod
     def _stages(roi_heads) -> Tuple[List[nn.Module], List[nn.Module]]:

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from detectron2.modeling import META_ARCH_REGISTRY, Backbone, GeneralizedRCNN
+from detectron2.modeling import Backbone, GeneralizedRCNN
 from detectron2.structures import ImageList
 
 __all__ = ["ALL_HEADS", "SharedTrunkDetectors"]
@@ -58,7 +58,6 @@ class _SharedFeatures(Backbone):
         return self.features
 
 
-@META_ARCH_REGISTRY.register()
 class SharedTrunkDetectors(nn.Module):
     """K detectors (``GeneralizedRCNN``-like: ``backbone.bottom_up`` + neck, RPN, ROI heads) on one
     frozen trunk that runs once per step.

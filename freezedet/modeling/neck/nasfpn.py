@@ -15,9 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectron2.config import CfgNode as CN
-from detectron2.layers import Conv2d, ShapeSpec, get_norm
-from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from detectron2.layers import Conv2d, get_norm
+from detectron2.modeling import Backbone
 
 from .._activation import ACTIVATIONS as _ACTIVATIONS
 from ._common import check_c3_c5, make_laterals
@@ -29,8 +28,6 @@ __all__ = [
     "NASFPN",
     "MergeCell",
     "BottleneckBlock",
-    "build_nasfpn_backbone",
-    "add_nasfpn_config",
 ]
 
 _MIN_LEVEL, _MAX_LEVEL = 3, 7
@@ -411,39 +408,3 @@ class NASFPN(Backbone):
         for cells in self.blocks:
             feats = self._block(cells, feats)
         return dict(zip(self._out_features, feats))
-
-
-def add_nasfpn_config(cfg):
-    """Add ``cfg.MODEL.NASFPN`` (yacs) with the defaults of :class:`NASFPN`. ``BOTTOM_UP`` is
-    the ``BACKBONE_REGISTRY`` name of the bottom-up builder (called with the same cfg)."""
-    cfg.MODEL.NASFPN = CN()
-    cfg.MODEL.NASFPN.BOTTOM_UP = "build_resnet_backbone"
-    cfg.MODEL.NASFPN.IN_FEATURES = ["res3", "res4", "res5"]
-    cfg.MODEL.NASFPN.OUT_CHANNELS = 256
-    cfg.MODEL.NASFPN.NUM_REPEATS = 7
-    cfg.MODEL.NASFPN.NORM = "BN"
-    cfg.MODEL.NASFPN.ACTIVATION = "relu"
-    cfg.MODEL.NASFPN.BLOCK = "conv"
-    cfg.MODEL.NASFPN.COMBINE = "searched"
-    cfg.MODEL.NASFPN.DROP_CONNECT_RATE = 0.0
-
-
-@BACKBONE_REGISTRY.register()
-def build_nasfpn_backbone(cfg, input_shape: ShapeSpec):
-    """yacs entry point (``MODEL.BACKBONE.NAME = "build_nasfpn_backbone"`` after
-    :func:`add_nasfpn_config`): the bottom-up backbone is built by the registry name
-    ``cfg.MODEL.NASFPN.BOTTOM_UP``."""
-    assert "NASFPN" in cfg.MODEL, "cfg.MODEL.NASFPN is missing: call add_nasfpn_config(cfg) first"
-    c = cfg.MODEL.NASFPN
-    bottom_up = BACKBONE_REGISTRY.get(c.BOTTOM_UP)(cfg, input_shape)
-    return NASFPN(
-        bottom_up=bottom_up,
-        in_features=c.IN_FEATURES,
-        out_channels=c.OUT_CHANNELS,
-        num_repeats=c.NUM_REPEATS,
-        norm=c.NORM,
-        activation=c.ACTIVATION,
-        block=c.BLOCK,
-        combine=c.COMBINE,
-        drop_connect_rate=c.DROP_CONNECT_RATE,
-    )

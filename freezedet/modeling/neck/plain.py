@@ -13,13 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectron2.config import CfgNode as CN
-from detectron2.layers import Conv2d, ShapeSpec, get_norm
-from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from detectron2.layers import Conv2d, get_norm
+from detectron2.modeling import Backbone
 
 from ._common import check_c3_c5, make_laterals
 
-__all__ = ["PlainNeck", "build_plain_neck_backbone", "add_plain_neck_config"]
+__all__ = ["PlainNeck"]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "swish": nn.SiLU, "silu": nn.SiLU}
 
@@ -116,32 +115,3 @@ class PlainNeck(Backbone):
             F.max_pool2d(outs[-1], kernel_size=1, stride=2)
         )  # P6, as FPN's LastLevelMaxPool
         return dict(zip(self._out_features, outs))
-
-
-def add_plain_neck_config(cfg):
-    """Add ``cfg.MODEL.PLAIN_NECK`` (yacs) with the defaults of :class:`PlainNeck`."""
-    cfg.MODEL.PLAIN_NECK = CN()
-    cfg.MODEL.PLAIN_NECK.BOTTOM_UP = "build_resnet_backbone"
-    cfg.MODEL.PLAIN_NECK.IN_FEATURES = ["res3", "res4", "res5"]
-    cfg.MODEL.PLAIN_NECK.OUT_CHANNELS = 256
-    cfg.MODEL.PLAIN_NECK.NUM_LAYERS = 1
-    cfg.MODEL.PLAIN_NECK.NORM = "BN"
-    cfg.MODEL.PLAIN_NECK.ACTIVATION = "relu"
-
-
-@BACKBONE_REGISTRY.register()
-def build_plain_neck_backbone(cfg, input_shape: ShapeSpec):
-    """yacs entry point (``MODEL.BACKBONE.NAME = "build_plain_neck_backbone"`` after
-    :func:`add_plain_neck_config`); the bottom-up backbone is ``cfg.MODEL.PLAIN_NECK.BOTTOM_UP``."""
-    assert (
-        "PLAIN_NECK" in cfg.MODEL
-    ), "cfg.MODEL.PLAIN_NECK is missing: call add_plain_neck_config(cfg) first"
-    c = cfg.MODEL.PLAIN_NECK
-    return PlainNeck(
-        bottom_up=BACKBONE_REGISTRY.get(c.BOTTOM_UP)(cfg, input_shape),
-        in_features=c.IN_FEATURES,
-        out_channels=c.OUT_CHANNELS,
-        num_layers=c.NUM_LAYERS,
-        norm=c.NORM,
-        activation=c.ACTIVATION,
-    )
