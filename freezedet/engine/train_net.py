@@ -119,7 +119,8 @@ def do_train(args, cfg):
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
             # before the checkpointer: a checkpoint holds the state after the hooks' updates
             *[instantiate(h) for h in cfg.train.get("extra_hooks", None) or []],
-            (MetricsFlush(metrics, period=cfg.train.checkpointer.period) if main_process else None),
+            # metrics.json on disk before the checkpoint of the same iteration (writers.py)
+            MetricsFlush(metrics, period=cfg.train.checkpointer.period) if main_process else None,
             (
                 hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
                 if main_process
@@ -132,6 +133,8 @@ def do_train(args, cfg):
     )
     resume = args.resume and checkpointer.has_checkpoint()
     _say_where_training_starts(cfg, args, checkpointer)
+    # weights: the run's last checkpoint, or train.init_checkpoint (an AlignDet pre-training
+    # checkpoint reduced to what a detector takes from it)
     if resume:
         checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=True)
     else:
