@@ -9,12 +9,12 @@ name and skipped; the other images are still predicted, and the exit status is t
 """
 
 import argparse
+import contextlib
 import glob
 import json
 import logging
 import os
 import sys
-import tempfile
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -25,6 +25,7 @@ from detectron2.data.detection_utils import convert_image_to_rgb
 from detectron2.utils.logger import setup_logger
 
 from ..data.image_io import ImageReadError
+from ..utils.file_io import atomic_open
 from .predictor import Predictor
 from .results import draw_instances, instances_to_results
 from .tiling import MERGE_METHODS
@@ -126,8 +127,8 @@ class _JsonListWriter:
 
     def __init__(self, path: str):
         self.path = path
-        fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
-        self._f = os.fdopen(fd, "w")
+        self._file = contextlib.ExitStack()
+        self._f = self._file.enter_context(atomic_open(path, "w"))
         self._f.write("[")
         self.count = 0
 
@@ -138,9 +139,7 @@ class _JsonListWriter:
 
     def close(self):
         self._f.write("\n]\n")
-        self._f.close()
-        os.chmod(self._tmp, 0o644)
-        os.replace(self._tmp, self.path)
+        self._file.close()  # renamed into place, also after an error: the results so far
 
 
 def predict_images(
