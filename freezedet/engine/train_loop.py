@@ -32,6 +32,7 @@ from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
+from ..config import run_output_dir, select_trunk_and_mode
 from ..evaluation import PerHeadEvaluator
 from ..modeling.backbone import check_feature_cache_config, replace_batchnorm
 from ..modeling.meta_arch import ALL_HEADS
@@ -88,17 +89,19 @@ def resolve_config_file(config_file: str) -> str:
 
 def load_config(config_file: str, overrides=()):
     """Load a LazyConfig, apply ``key=value`` overrides (unknown keys, and LazyCall arguments
-    their target does not take, are errors: :mod:`freezedet.engine.config_keys`), resolve
-    defaults that depend on the file (output dir) and the machine (device)."""
+    their target does not take, are errors: :mod:`freezedet.engine.config_keys`; ``trunk=`` /
+    ``mode=`` first: :func:`freezedet.config.select_trunk_and_mode`), resolve defaults that
+    depend on the file and its trunk / mode (output dir) and the machine (device)."""
     config_file = resolve_config_file(config_file)
     cfg = LazyConfig.load(config_file)
+    overrides = select_trunk_and_mode(cfg, overrides, config_file)
     check_override_keys(cfg, overrides, config_file)
     cfg = LazyConfig.apply_overrides(cfg, list(overrides))
     check_call_arguments(cfg, config_file)
     if "train" not in cfg:  # a data-only config (e.g. for tools/visualize_data.py)
         return cfg
     if cfg.train.get("output_dir") is None:
-        cfg.train.output_dir = default_output_dir(config_file)
+        cfg.train.output_dir = run_output_dir(cfg, default_output_dir(config_file))
     if cfg.train.get("device") is None:
         cfg.train.device = "cuda" if torch.cuda.is_available() else "cpu"
     return cfg
