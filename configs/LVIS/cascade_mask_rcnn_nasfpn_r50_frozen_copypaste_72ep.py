@@ -1,7 +1,7 @@
 # Long-tail stage 1: Cascade Mask R-CNN + NAS-FPN on a frozen ImageNet ResNet-50, LVIS v1,
 # LSJ 1024 + Copy-Paste, repeat-factor sampling, softmax CE, batch 64, 72 epochs. The model is
 # the COCO reference one (NAS-FPN 5@256 SyncBN swish on P3-P7, anchors 64-1024, reference heads,
-# cascade IoU 0.5 / 0.7 / 0.8; configs/COCO/cascade_mask_rcnn_nasfpn_r50_frozen_72ep.py); the
+# cascade IoU 0.5 / 0.7 / 0.8; configs/COCO/cascade_mask_rcnn_nasfpn_72ep.py); the
 # backbone_reuse project ships no LVIS config, so LR and schedule are COCO's (unverified).
 from freezedet.config import use_trunk
 
