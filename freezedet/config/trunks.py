@@ -180,9 +180,9 @@ _SELECTION_KEYS = ("name", "mode", "trained_norm")
 _SELECTED_KEYS = ("_target_", "model_name", "depth", "out_features", "mode", "norm")
 
 
-def _check_name(kind: str, value, known: dict):
+def _check_name(key: str, value, known: dict, what: str):
     if value not in known:
-        raise ValueError(f"{kind}={value!r} is not a known {kind}; valid: {', '.join(known)}")
+        raise ValueError(f"{key}={value!r} is not {what}; valid: {', '.join(known)}")
 
 
 def _levels_as(names: Sequence[str], like: Sequence[str]) -> List[str]:
@@ -203,15 +203,15 @@ def use_trunk(model, dataloader, train, name: str, mode: str, trained_norm: Opti
     "" from scratch). ``trained_norm``: the trunk's norm when its weights train (e.g. "SyncBN");
     None: the mode's own.
     """
-    _check_name("trunk.name", name, TRUNKS)
-    _check_name("trunk.mode", mode, MODES)
+    _check_name("trunk.name", name, TRUNKS, "a trunk record (freezedet.config.TRUNKS)")
+    _check_name("trunk.mode", mode, MODES, "a trunk mode")
     record, how = TRUNKS[name], MODES[mode]
     node = copy.deepcopy(record.trunk)
     old = model.backbone.bottom_up
-    for key in old.keys() if old is not None else ():
+    for key in old.keys():
         if key not in _SELECTED_KEYS:
             node[key] = copy.deepcopy(old[key])
-    if old is not None and old.get("out_features"):
+    if old.get("out_features"):
         node.out_features = _levels_as(old.out_features, record.trunk.out_features)
     node.mode = mode
     node.norm = trained_norm if (how.trains and trained_norm) else how.norm
@@ -257,8 +257,6 @@ def select_trunk_and_mode(cfg, overrides: Sequence[str], source: str) -> List[st
         raise KeyError(f"override(s) {bad}: config {source}: the trunk overrides are {valid}")
     before = _selection(cfg)
     LazyConfig.apply_overrides(cfg, chosen)
-    _check_name("trunk.name", cfg.trunk.name, TRUNKS)
-    _check_name("trunk.mode", cfg.trunk.mode, MODES)
     if _selection(cfg) != before:
         apply_trunk_and_mode(cfg)
     return rest

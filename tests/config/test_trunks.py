@@ -109,7 +109,10 @@ def test_recipe_keys_of_the_trunk_carry_over():
 @pytest.mark.parametrize(
     "opts,match",
     [
-        (["trunk.name=effl9"], r"trunk.name='effl9' is not a known trunk.name; valid: effl0, "),
+        (
+            ["trunk.name=effl9"],
+            r"trunk.name='effl9' is not a trunk record .*; valid: effl0, effl1, ",
+        ),
         (["trunk.mode=frozn"], r"trunk.mode='frozn'.*valid: frozen, finetune, scratch"),
         (["trunk.nme=effl1"], r"trunk overrides are \['trunk.name'"),
     ],
