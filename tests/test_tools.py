@@ -75,7 +75,8 @@ def test_readme_own_data_config_from_outside_the_repository(own_data_dir, monkey
     tools/demo.py (which crashed on such configs after evaluation) draws its predictions."""
     monkeypatch.chdir(own_data_dir)
     _tool("train_net.py", ["--config-file", "mydata.py", *OWN_SMALL], monkeypatch)
-    out = os.path.join("output", "mydata")  # derived from the config's file name
+    # derived from the config's file name and its trunk (README: `trunk = _recipe.trunk`)
+    out = os.path.join("output", "mydata", "effl0_frozen")
     assert set(_results(out)["bbox"]) >= {"AP", "AP50"}
     log = open(os.path.join(out, "log.txt")).read()
     assert "train data: mydata_train (json_file=" in log
