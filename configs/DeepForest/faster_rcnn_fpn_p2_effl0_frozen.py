@@ -18,7 +18,7 @@ from .faster_rcnn_fpn import dataloader, model, optimizer, train
 model.backbone.bottom_up.out_features = ["c2", "c3", "c4", "c5"]
 model.proposal_generator.in_features = ["p2", "p3", "p4", "p5", "p6"]
 model.proposal_generator.anchor_generator.strides = [4, 8, 16, 32, 64]
-# one octave below COCO's 32-512 (cpu_recipe's rule for these trees), one size per level
+# one octave below COCO's 32-512 (the DeepForest recipes' rule for these trees), one size per level
 model.proposal_generator.anchor_generator.sizes = [[16], [32], [64], [128], [256]]
 model.roi_heads.box_in_features = ["p2", "p3", "p4", "p5"]
 model.roi_heads.box_pooler.scales = [1.0 / 4, 1.0 / 8, 1.0 / 16, 1.0 / 32]
