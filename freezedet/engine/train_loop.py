@@ -89,9 +89,9 @@ def resolve_config_file(config_file: str) -> str:
 
 def load_config(config_file: str, overrides=()):
     """Load a LazyConfig, apply ``key=value`` overrides (unknown keys, and LazyCall arguments
-    their target does not take, are errors: :mod:`freezedet.engine.config_keys`; ``trunk=`` /
-    ``mode=`` first: :func:`freezedet.config.select_trunk_and_mode`), resolve defaults that
-    depend on the file and its trunk / mode (output dir) and the machine (device)."""
+    their target does not take, are errors: :mod:`freezedet.engine.config_keys`; ``trunk.name=``
+    / ``trunk.mode=`` first: :func:`freezedet.config.select_trunk_and_mode`), resolve defaults
+    that depend on the file and its trunk (output dir) and the machine (device)."""
     config_file = resolve_config_file(config_file)
     cfg = LazyConfig.load(config_file)
     overrides = select_trunk_and_mode(cfg, overrides, config_file)
