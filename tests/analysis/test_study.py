@@ -215,8 +215,9 @@ def test_a_recipe_that_fixes_its_trunk_is_a_neck_entry(tmp_path):
     spec = """
 study = dict(
     recipes={"fpn": "DeepForest/faster_rcnn_fpn.py",
-             "fpn+adapters": dict(recipe="DeepForest/faster_rcnn_fpn_effl0_frozen_parallel_adapters.py",
-                                  fixed=dict(backbone="effl0", mode="frozen"))},
+             "fpn+adapters": dict(
+                 recipe="DeepForest/faster_rcnn_fpn_effl0_frozen_parallel_adapters.py",
+                 fixed=dict(backbone="effl0", mode="frozen"))},
     backbones=["effl0", "effl1"],
     modes=["frozen", "finetune"],
 )
