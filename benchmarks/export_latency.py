@@ -30,8 +30,8 @@ from freezedet.inference.export import (
 )
 
 CONFIGS = {
-    "fpn": "configs/DeepForest/faster_rcnn_fpn_effl0_frozen.py",
-    "cascade": "configs/DeepForest/cascade_rcnn_nasfpn_effl0_frozen.py",
+    "fpn": "configs/DeepForest/faster_rcnn_fpn.py",
+    "cascade": "configs/DeepForest/cascade_rcnn_nasfpn.py",
 }
 
 

@@ -26,12 +26,16 @@ def views(item):
 
 def main():
     p = parser(__doc__)
-    p.add_argument("--config", default="DeepForest/faster_rcnn_fpn_effl0_frozen.py")
+    p.add_argument("--config", default="DeepForest/faster_rcnn_fpn.py")
     p.add_argument("--images", type=int, default=12, help="train tiles per epoch (35 = all)")
     p.add_argument("--budget-mb", type=float, default=2048)
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument(
+        "--trunk", default=None, help="a key of freezedet.config.TRUNKS (default: the recipe's)"
+    )
     args = p.parse_args()
-    plain, cfg = build_from_config(args.config, device=args.device)
+    selection = [f"trunk.name={args.trunk}"] if args.trunk else []
+    plain, cfg = build_from_config(args.config, selection, device=args.device)
     cached = copy.deepcopy(plain)
     cached.backbone.bottom_up.feature_cache = FeatureCache(budget_mb=args.budget_mb)
     mapper = instantiate(cfg.dataloader.train.mapper)

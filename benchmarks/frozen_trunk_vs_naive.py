@@ -90,7 +90,7 @@ def main():
         )
         out.append("")
     # a whole training step: the trunk is one part of it
-    config = "DeepForest/faster_rcnn_fpn_effl0_frozen.py"
+    config = "DeepForest/faster_rcnn_fpn.py"
     fast, _ = build_from_config(config, device=args.device)
     slow, _ = build_from_config(
         config,

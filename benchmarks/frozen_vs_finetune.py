@@ -1,7 +1,8 @@
 """Frozen vs fine-tuned trunk, same detector: training step time and memory, side by side.
 
-The fine-tuned variant is the recipe's ``*_finetune`` counterpart (trunk weights train, BN
-statistics frozen); the frozen variant runs freezedet's default frozen-trunk execution.
+The fine-tuned variant is the recipe at ``trunk.mode=finetune`` (trunk weights train, BN
+statistics frozen); the frozen variant (``trunk.mode=frozen``) runs freezedet's default
+frozen-trunk execution. ``--trunk`` selects another trunk (``trunk.name=``).
 """
 
 import os
@@ -12,14 +13,18 @@ from common import parser, run_child, saved_mb, table, train_step_fn
 MODES = ("frozen", "finetune")
 
 
-def build(config, mode, device):
-    model, _ = build_from_config(config, [f"model.backbone.bottom_up.mode={mode}"], device)
+def build(config, trunk, mode, device):
+    selection = ([f"trunk.name={trunk}"] if trunk else []) + [f"trunk.mode={mode}"]
+    model, _ = build_from_config(config, selection, device)
     return model
 
 
 def main():
     p = parser(__doc__)
-    p.add_argument("--config", default="DeepForest/faster_rcnn_fpn_effl0_frozen.py")
+    p.add_argument("--config", default="DeepForest/faster_rcnn_fpn.py")
+    p.add_argument(
+        "--trunk", default=None, help="a key of freezedet.config.TRUNKS (default: the recipe's)"
+    )
     args = p.parse_args()
     batch = [
         {k: (v.to(args.device) if hasattr(v, "to") else v) for k, v in d.items()}
@@ -27,14 +32,16 @@ def main():
     ]
     if args.child:
         return run_child(
-            args.device, lambda: train_step_fn(build(args.config, args.child, args.device), batch)
+            args.device,
+            lambda: train_step_fn(build(args.config, args.trunk, args.child, args.device), batch),
         )
-    models = {m: build(args.config, m, args.device) for m in MODES}
+    models = {m: build(args.config, args.trunk, m, args.device) for m in MODES}
     med = interleaved(
         {m: train_step_fn(models[m], batch) for m in MODES}, args.warmup, args.repeats, args.device
     )
     saved = {m: saved_mb(models[m], batch) for m in MODES}
     extra = ["--config", args.config, "--device", args.device, "--batch-size", str(args.batch_size)]
+    extra += ["--trunk", args.trunk] if args.trunk else []
     mem = {} if args.no_rss else {m: child_memory(__file__, m, extra) for m in MODES}
     rows = []
     for m in MODES:
@@ -49,7 +56,8 @@ def main():
     cols = ["trunk", "s/step", "time / finetune", "saved MB", "saved / finetune"]
     if mem:
         cols += ["peak MB (process)", "step peak MB", "step peak / finetune"]
-    print(header(f"Frozen vs fine-tuned: {os.path.basename(args.config)}", args))
+    trunk = f" trunk.name={args.trunk}" if args.trunk else ""
+    print(header(f"Frozen vs fine-tuned: {os.path.basename(args.config)}{trunk}", args))
     print(table(rows, cols))
 
 

@@ -20,7 +20,7 @@ mkdir -p "$OUT"
 
 # 1. step time / memory at the paper's scale (random weights: timing does not depend on them)
 timeout 300 "$PY" benchmarks/gpu_steps.py --device cuda \
-    --config COCO/cascade_rcnn_nasfpn_r50_frozen_72ep.py --size 1024 --batch-size 8 \
+    --config COCO/cascade_rcnn_nasfpn_72ep.py --size 1024 --batch-size 8 \
     --warmup 3 --repeats 10 | tee "$OUT/steps.md"
 
 # 2. time to accuracy on DeepForest (the CPU recipe, on the GPU: minutes instead of hours)

@@ -13,7 +13,7 @@ Step times are medians of interleaved steps in one process; peak memory is measu
 in a fresh child process (CUDA allocator peak during the steps). Runs on CPU too (for a check of
 the script itself; AMP and the bf16 trunk are CUDA-only and then equal fp32).
 
-    python benchmarks/gpu_steps.py --config COCO/cascade_rcnn_nasfpn_r50_frozen_72ep.py \\
+    python benchmarks/gpu_steps.py --config COCO/cascade_rcnn_nasfpn_72ep.py \\
         --size 1024 --batch-size 8
 """
 
@@ -65,7 +65,7 @@ def step_fn(model, batch, amp: bool, device: str):
 
 def main():
     p = parser(__doc__)
-    p.add_argument("--config", default="COCO/cascade_rcnn_nasfpn_r50_frozen_72ep.py")
+    p.add_argument("--config", default="COCO/cascade_rcnn_nasfpn_72ep.py")
     p.add_argument("--size", type=int, default=1024, help="tiles resized to size x size")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     args = p.parse_args()

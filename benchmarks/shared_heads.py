@@ -15,9 +15,9 @@ from freezedet.modeling.meta_arch import ALL_HEADS
 
 SHARED = "DeepForest/shared_trunk_effl0_frozen.py"
 SEPARATE = {
-    "fpn": "DeepForest/faster_rcnn_fpn_effl0_frozen.py",
-    "nasfpn": "DeepForest/faster_rcnn_nasfpn_effl0_frozen.py",
-    "cascade_nasfpn": "DeepForest/cascade_rcnn_nasfpn_effl0_frozen.py",
+    "fpn": "DeepForest/faster_rcnn_fpn.py",
+    "nasfpn": "DeepForest/faster_rcnn_nasfpn.py",
+    "cascade_nasfpn": "DeepForest/cascade_rcnn_nasfpn.py",
 }
 
 

@@ -20,13 +20,17 @@ from common import parser, run_child, saved_mb, table, train_step_fn, zero_init_
 STOCK = "Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml"
 FREEZEDET = {
     "freezedet r50 frozen, COCO reference model": (
-        "COCO/cascade_rcnn_nasfpn_r50_frozen_72ep.py",
+        "COCO/cascade_rcnn_nasfpn_72ep.py",
         ["model.roi_heads.num_classes=1"],
         "BGR",
     ),
-    "freezedet r50 frozen, CPU recipe": ("DeepForest/cascade_rcnn_nasfpn_r50_frozen.py", [], "BGR"),
+    "freezedet r50 frozen, CPU recipe": (
+        "DeepForest/cascade_rcnn_nasfpn.py",
+        ["trunk.name=r50"],
+        "BGR",
+    ),
     "freezedet effl0 frozen, CPU recipe": (
-        "DeepForest/cascade_rcnn_nasfpn_effl0_frozen.py",
+        "DeepForest/cascade_rcnn_nasfpn.py",
         [],
         "RGB",
     ),

@@ -95,7 +95,7 @@ def _score(predictor, images, gt_path, max_dets, workdir, name):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--config-file", default="configs/DeepForest/faster_rcnn_fpn_effl0_frozen.py")
+    p.add_argument("--config-file", default="configs/DeepForest/faster_rcnn_fpn.py")
     p.add_argument("--weights", required=True)
     p.add_argument("--tile", type=int, default=400)
     p.add_argument("--overlaps", type=float, nargs="+", default=[0.0, 0.25, 0.5])

@@ -1,7 +1,7 @@
 """Frozen vs fine-tuned ViT-S/14 trunk (DINOv2 layout), and frozen with the feature cache: the
 training step of the same detector at several input sizes, side by side.
 
-The detector is ``DeepForest/faster_rcnn_simplefpn_vits14_frozen.py`` (simple pyramid + FPN
+The detector is ``DeepForest/faster_rcnn_simplefpn.py`` (simple pyramid + FPN
 P2-P6, 128 channels); the fine-tuned variant trains the trunk (``mode=finetune``), the cached
 variant is the frozen one with a :class:`FeatureCache` filled during warm-up (the steady state of
 a later epoch over a finite set of views). Weights are random (none ship offline): speed and
@@ -21,7 +21,7 @@ VARIANTS = ("frozen", "finetune", "frozen+cache")
 
 def build(config, variant, device):
     mode = "finetune" if variant == "finetune" else "frozen"
-    model, _ = build_from_config(config, [f"model.backbone.bottom_up.mode={mode}"], device)
+    model, _ = build_from_config(config, [f"trunk.mode={mode}"], device)
     if variant == "frozen+cache":
         model.backbone.bottom_up.feature_cache = FeatureCache(budget_mb=1024)
     return model
@@ -36,7 +36,7 @@ def batch_at(size, batch_size, device):
 
 def main():
     p = parser(__doc__)
-    p.add_argument("--config", default="DeepForest/faster_rcnn_simplefpn_vits14_frozen.py")
+    p.add_argument("--config", default="DeepForest/faster_rcnn_simplefpn.py")
     p.add_argument("--sizes", type=int, nargs="+", default=[400, 462, 518])
     p.add_argument("--size", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()

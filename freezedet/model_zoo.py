@@ -22,7 +22,7 @@ def configs_root() -> str:
 
 
 def get_config_file(config_path: str) -> str:
-    """Absolute path of a shipped config, e.g. ``"DeepForest/faster_rcnn_fpn_effl0_frozen.py"``."""
+    """Absolute path of a shipped config, e.g. ``"DeepForest/faster_rcnn_fpn.py"``."""
     path = os.path.join(configs_root(), config_path)
     if not os.path.isfile(path):
         raise FileNotFoundError(

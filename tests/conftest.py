@@ -92,9 +92,9 @@ def write_coco_config(root, n=4):
 from freezedet.data.coco_json import coco_json_dataset
 from freezedet.model_zoo import get_config
 
-_base = get_config("DeepForest/faster_rcnn_fpn_effl0_frozen.py")
+_base = get_config("DeepForest/faster_rcnn_fpn.py")
 model, dataloader, optimizer = _base.model, _base.dataloader, _base.optimizer
-lr_multiplier, train = _base.lr_multiplier, _base.train
+lr_multiplier, train, trunk = _base.lr_multiplier, _base.train, _base.trunk
 dataloader.train.dataset = L(coco_json_dataset)(
     name="synth_train", json_file={json_file!r}, image_root={image_root!r})
 dataloader.test.dataset = L(coco_json_dataset)(

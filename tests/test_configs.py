@@ -1,4 +1,5 @@
-"""Every shipped config loads, survives LazyConfig.save + reload, and instantiates (shrunk)."""
+"""Every shipped config loads, survives LazyConfig.save + reload, and instantiates (shrunk); so
+does every (recipe x trunk x mode) cell of the grid the recipes with a `trunk` offer."""
 
 import glob
 import os
@@ -9,6 +10,7 @@ from omegaconf import OmegaConf
 
 from detectron2.config import LazyConfig, instantiate
 from detectron2.utils.registry import locate
+from freezedet.config import MODES, TRUNKS, run_output_dir
 from freezedet.engine import default_output_dir, load_config
 from freezedet.model_zoo import configs_root, get_config
 
@@ -19,6 +21,22 @@ RECIPES = sorted(
     # studies/ hold transfer-study grids, not models (tests/analysis/test_study.py loads them)
     if not os.path.relpath(p, ROOT).startswith(("common", "studies"))
 )
+# the recipes that take trunk.name= / trunk.mode= (they declare a `trunk`)
+SELECTABLE = [r for r in RECIPES if "trunk" in get_config(r)]
+# the trunks each selectable recipe is instantiated with, in every mode: all records on FPN, the
+# transfer grid's six on NAS-FPN and Cascade NAS-FPN, the recipe's own default elsewhere
+_GRID_TRUNKS = ["effl0", "effl1", "effl2", "r50", "timmr50", "effb7"]
+GRID_TRUNKS = {
+    "DeepForest/faster_rcnn_fpn.py": list(TRUNKS),
+    "DeepForest/faster_rcnn_nasfpn.py": _GRID_TRUNKS,
+    "DeepForest/cascade_rcnn_nasfpn.py": _GRID_TRUNKS,
+}
+GRID = [
+    (r, t, m)
+    for r in SELECTABLE
+    for t in GRID_TRUNKS.get(r, [get_config(r).trunk.name])
+    for m in MODES
+]
 MODELS = sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "common", "models", "*.py"))
 )
@@ -42,6 +60,10 @@ def _normalize(node):
 def test_there_are_configs():
     assert len(RECIPES) >= 3, RECIPES
     assert any(r.startswith("DeepForest") for r in RECIPES)
+    assert {"DeepForest/faster_rcnn_fpn.py", "COCO/faster_rcnn_fpn_72ep.py"} <= set(SELECTABLE)
+    # a file name carries a trunk and a mode only where the recipe fixes them
+    for r in SELECTABLE:
+        assert not any(f"_{m}" in r for m in MODES), f"{r}: its mode is an override"
 
 
 @pytest.mark.parametrize("name", RECIPES + MODELS)
@@ -62,11 +84,7 @@ def _shrink(model_cfg):
         rh.batch_size_per_image = 32
 
 
-@pytest.mark.parametrize("name", RECIPES)
-def test_recipe_instantiates(name):
-    cfg = load_config(os.path.join(ROOT, name))
-    assert cfg.train.output_dir == default_output_dir(os.path.join(ROOT, name))
-    assert cfg.train.output_dir.endswith(os.path.splitext(name)[0])
+def _check_instantiates(cfg, name, mode):
     _shrink(cfg.model)
     model = instantiate(cfg.model)
     cfg.optimizer.params.model = model
@@ -78,7 +96,7 @@ def test_recipe_instantiates(name):
     assert 0 < sched(0.5) <= 1.0
     # SharedTrunkDetectors keeps its one trunk outside the detectors
     bottom_up = model.trunk if "shared_trunk" in name else model.backbone.bottom_up
-    mode = getattr(bottom_up, "mode", None)
+    assert getattr(bottom_up, "mode", None) == mode
     # the trunk itself: not its adapters, nor a ViT's (always trained) simple-pyramid layers
     trunk = bottom_up._trunk_module() if hasattr(bottom_up, "_trunk_module") else bottom_up
     trunk_trainable = sum(
@@ -88,12 +106,46 @@ def test_recipe_instantiates(name):
         assert bottom_up.num_adapters > 0, f"{name}: no adapters were added"
     if mode == "frozen":
         assert trunk_trainable == 0, f"{name}: frozen trunk has trainable parameters"
-    elif mode in ("finetune", "scratch"):
+    else:
         assert trunk_trainable > 0, f"{name}: {mode} trunk has no trainable parameters"
 
 
+def _fixed_mode(name):
+    """The mode a recipe that fixes its trunk names in its file name (frozen if none)."""
+    return next((m for m in MODES if f"_{m}" in name), "frozen")
+
+
+@pytest.mark.parametrize("name", [r for r in RECIPES if r not in SELECTABLE])
+def test_recipe_instantiates(name):
+    cfg = load_config(os.path.join(ROOT, name))
+    assert cfg.train.output_dir == default_output_dir(os.path.join(ROOT, name))
+    assert cfg.train.output_dir.endswith(os.path.splitext(name)[0])
+    _check_instantiates(cfg, name, _fixed_mode(name))
+
+
+@pytest.mark.parametrize("name,trunk,mode", GRID)
+def test_grid_cell_instantiates(name, trunk, mode):
+    cfg = load_config(name, [f"trunk.name={trunk}", f"trunk.mode={mode}"])
+    assert cfg.train.output_dir == os.path.join(
+        default_output_dir(os.path.join(ROOT, name)), f"{trunk}_{mode}"
+    )
+    bottom_up = cfg.model.backbone.bottom_up
+    assert trunk == "r50" or bottom_up.model_name == TRUNKS[trunk].model_name
+    _check_instantiates(cfg, name, mode)
+
+
 def test_output_dirs_are_distinct():
-    dirs = [default_output_dir(os.path.join(ROOT, r)) for r in RECIPES]
+    fixed = [default_output_dir(os.path.join(ROOT, r)) for r in RECIPES if r not in SELECTABLE]
+    cells = [
+        run_output_dir(
+            OmegaConf.create(dict(trunk=dict(name=t, mode=m))),
+            default_output_dir(os.path.join(ROOT, r)),
+        )
+        for r in SELECTABLE
+        for t in TRUNKS
+        for m in MODES
+    ]
+    dirs = fixed + cells
     assert len(set(dirs)) == len(dirs)
 
 

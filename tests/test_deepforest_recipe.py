@@ -68,5 +68,5 @@ def test_demo_runs_the_recipe_on_its_short_schedule():
     assert load_config(default.config_file, default.opts).train.max_iter < 1500
     # milestones are fractions of the schedule: the demo's decay comes at 2/3 of it
     assert instantiate(cfg.lr_multiplier)(0.7) == pytest.approx(0.1)
-    other = demo_arguments(["--config-file", "DeepForest/faster_rcnn_fpn_effl0_frozen.py"])
+    other = demo_arguments(["--config-file", "DeepForest/faster_rcnn_fpn.py"])
     assert other.opts == []

@@ -267,7 +267,7 @@ def test_compiled_only_features_say_what_to_do():
 def test_tracing_adapter_traces_a_freezedet_detector():
     from detectron2.export import TracingAdapter
 
-    cfg = freezedet_config("DeepForest/faster_rcnn_fpn_effl0_frozen.py")
+    cfg = freezedet_config("DeepForest/faster_rcnn_fpn.py")
     cfg.model.backbone.out_channels = 64
     torch.manual_seed(0)
     model = instantiate(cfg.model).eval()

@@ -21,8 +21,11 @@ from freezedet.modeling.roi_heads import ConvFCNormHead
 from freezedet.modeling.trainable import CLASSIFIER_PATTERNS
 
 ROOT = configs_root()
+# the 72-epoch base recipes: one per architecture, trunk and mode are overrides (r50, frozen)
 COCO_72 = sorted(
-    os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "COCO", "*_r50_*_72ep.py"))
+    os.path.relpath(p, ROOT)
+    for p in glob.glob(os.path.join(ROOT, "COCO", "*_72ep.py"))
+    if "_r50_" not in os.path.basename(p)
 )
 TWO_STAGE_72 = [r for r in COCO_72 if not os.path.basename(r).startswith("retinanet")]
 CASCADE = [r for r in COCO_72 if "cascade" in r] + [
@@ -52,8 +55,8 @@ def test_cascade_iou_thresholds_are_the_references(name):
 @pytest.mark.parametrize(
     "name, steps, lr",
     [
-        ("COCO/faster_rcnn_fpn_r50_frozen_72ep.py", (2 / 3, 17 / 18), 0.16),
-        ("COCO/retinanet_nasfpn_r50_frozen_72ep.py", (2 / 3, 17 / 18), 0.08),
+        ("COCO/faster_rcnn_fpn_72ep.py", (2 / 3, 17 / 18), 0.16),
+        ("COCO/retinanet_nasfpn_72ep.py", (2 / 3, 17 / 18), 0.08),
         ("COCO/cascade_rcnn_nasfpn_r50_frozen_600ep.py", (23 / 24, 59 / 60), 0.16),
         ("LVIS/cascade_mask_rcnn_nasfpn_r50_frozen_copypaste_72ep.py", (2 / 3, 17 / 18), 0.16),
         (B7, (0.9, 0.95, 0.975), 0.32),
@@ -67,22 +70,30 @@ def test_lr_milestones_follow_the_schedule_length(name, steps, lr):
     assert sched["values"] == [10.0**-i for i in range(len(steps) + 1)]
     assert cfg.optimizer.lr == pytest.approx(lr), cfg.optimizer.lr
     # the TF 72-epoch config: boundaries [88704, 125664] of 133056 steps
-    if name.endswith("frozen_72ep.py") and name.startswith("COCO/faster"):
+    if name == "COCO/faster_rcnn_fpn_72ep.py":
         assert [round(m / n * 133056) for m in sched.milestones] == [88704, 125664]
     multiplier = instantiate(cfg.lr_multiplier)
     assert multiplier(steps[0] - 1e-3) == pytest.approx(1.0)
     assert multiplier(steps[0] + 1e-3) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("name", [r for r in COCO_72 if "_finetune_" in r or "_scratch_" in r])
-def test_finetune_and_scratch_train_synchronised_bn(name):
-    bottom_up = get_config(name).model.backbone.bottom_up
+def test_there_are_seven_base_recipes():
+    assert len(COCO_72) == 7, COCO_72
+
+
+@pytest.mark.parametrize(
+    "name,opts",
+    [(r, [f"trunk.mode={m}"]) for r in COCO_72 for m in ("finetune", "scratch")]
+    + [("COCO/cascade_rcnn_nasfpn_r50_finetune_series_adapters_72ep.py", [])],
+)
+def test_finetune_and_scratch_train_synchronised_bn(name, opts):
+    bottom_up = load_config(name, opts).model.backbone.bottom_up
     bottom_up = bottom_up.get("backbone", bottom_up)  # adapters wrap the trunk
     assert bottom_up.norm == "SyncBN" and bottom_up.mode in ("finetune", "scratch"), bottom_up
 
 
 def test_finetuned_trunk_modules_are_trainable_sync_bn():
-    cfg = load_config(os.path.join(ROOT, "COCO/faster_rcnn_fpn_r50_finetune_72ep.py"))
+    cfg = load_config("COCO/faster_rcnn_fpn_72ep.py", ["trunk.mode=finetune"])
     cfg.train.device = "cpu"
     model = build_model(cfg)  # CPU: torch's SyncBatchNorm becomes NaiveSyncBatchNorm
     norms = [m for m in model.backbone.bottom_up.modules() if "BatchNorm" in type(m).__name__]
@@ -90,7 +101,7 @@ def test_finetuned_trunk_modules_are_trainable_sync_bn():
         type(m).__name__ for m in norms
     }
     assert all(p.requires_grad for p in model.backbone.bottom_up.parameters())
-    frozen = instantiate(get_config("COCO/faster_rcnn_fpn_r50_frozen_72ep.py").model)
+    frozen = instantiate(get_config("COCO/faster_rcnn_fpn_72ep.py").model)
     assert all(
         isinstance(m, FrozenBatchNorm2d)
         for m in frozen.backbone.bottom_up.modules()
@@ -119,7 +130,7 @@ def test_reference_heads_levels_and_anchors(name):
 
 @pytest.mark.parametrize(
     "name",
-    ["COCO/faster_rcnn_fpn_r50_frozen_72ep.py", "COCO/cascade_rcnn_nasfpn_r50_frozen_72ep.py"],
+    ["COCO/faster_rcnn_fpn_72ep.py", "COCO/cascade_rcnn_nasfpn_72ep.py"],
 )
 def test_reference_model_modules(name):
     model = instantiate(get_config(name).model)

@@ -16,7 +16,7 @@ from freezedet.engine import describe_lr_schedule, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(REPO, "tools")
-MASK_RECIPE = os.path.join(REPO, "configs", "LabelmeVOC", "mask_rcnn_fpn_effl0_frozen.py")
+MASK_RECIPE = os.path.join(REPO, "configs", "LabelmeVOC", "mask_rcnn_fpn.py")
 # CPU-test sizes; the photos are ~500 x 375 px
 SMALL = [
     "train.max_iter=1",
@@ -75,7 +75,8 @@ def test_readme_own_data_config_from_outside_the_repository(own_data_dir, monkey
     tools/demo.py (which crashed on such configs after evaluation) draws its predictions."""
     monkeypatch.chdir(own_data_dir)
     _tool("train_net.py", ["--config-file", "mydata.py", *OWN_SMALL], monkeypatch)
-    out = os.path.join("output", "mydata")  # derived from the config's file name
+    # derived from the config's file name and its trunk (README: `trunk = _recipe.trunk`)
+    out = os.path.join("output", "mydata", "effl0_frozen")
     assert set(_results(out)["bbox"]) >= {"AP", "AP50"}
     log = open(os.path.join(out, "log.txt")).read()
     assert "train data: mydata_train (json_file=" in log
@@ -143,7 +144,7 @@ def test_visualize_analyze_export_tools(which, own_data_dir, tmp_path, monkeypat
 
 
 def test_own_data_recipe_needs_its_files():
-    cfg = load_config("OwnData/faster_rcnn_fpn_effl0_frozen.py")
+    cfg = load_config("OwnData/faster_rcnn_fpn.py")
     with pytest.raises(ValueError, match=r"'mydata_train'\): json_file and image_root not set"):
         instantiate(cfg.dataloader.train.dataset)
 
@@ -151,6 +152,6 @@ def test_own_data_recipe_needs_its_files():
 def test_readme_schedule_example_is_what_the_summary_prints():
     text = open(os.path.join(REPO, "README.md")).read()
     quoted = re.search(r"`(LR 0\.01 × warmup over the first 300 iterations.*?);", text, re.S)
-    cfg = load_config("OwnData/faster_rcnn_fpn_effl0_frozen.py", ["train.max_iter=3000"])
+    cfg = load_config("OwnData/faster_rcnn_fpn.py", ["train.max_iter=3000"])
     line = describe_lr_schedule(instantiate(cfg.lr_multiplier), 3000, cfg.optimizer.lr)
     assert line.startswith(" ".join(quoted.group(1).split())), line

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Export a trained freezedet detector to TorchScript (``model.ts``) and ONNX (``model.onnx``).
 
-    python tools/export.py --config-file configs/DeepForest/faster_rcnn_fpn_effl0_frozen.py \
-        --weights output/DeepForest/faster_rcnn_fpn_effl0_frozen --output exported/ \
+    python tools/export.py --config-file configs/DeepForest/faster_rcnn_fpn.py \
+        --weights output/DeepForest/faster_rcnn_fpn/effl0_frozen --output exported/ \
         [--format torchscript onnx] [--sample-image tile.png] [--opts key=value ...]
 
 prints, per file, how far the exported model's detections on a real image are from the eager

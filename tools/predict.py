@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Predict a trained freezedet model on your images (files, folders, globs), whole or in tiles.
 
-    python tools/predict.py --config-file configs/DeepForest/faster_rcnn_fpn_effl0_frozen.py \
-        --weights output/DeepForest/faster_rcnn_fpn_effl0_frozen --input photos/ --output preds/ \
+    python tools/predict.py --config-file configs/DeepForest/faster_rcnn_fpn.py \
+        --weights output/DeepForest/faster_rcnn_fpn/effl0_frozen --input photos/ --output preds/ \
         [--score-threshold 0.5] [--tile 400 --overlap 0.25 --merge nms|wbf] [--opts key=value ...]
 
 writes ``preds/<image>.png`` (detections drawn with class names and scores) and

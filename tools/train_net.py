@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train / evaluate a freezedet LazyConfig model (detectron2's lazyconfig_train_net, extended).
 
-    python tools/train_net.py --config-file configs/DeepForest/faster_rcnn_fpn_effl0_frozen.py \\
+    python tools/train_net.py --config-file configs/DeepForest/faster_rcnn_fpn.py \\
         [--num-gpus N] [--resume] [--eval-only] [key=value ...]
 
 Without CUDA, ``--num-gpus N`` starts N CPU processes (gloo). ``--help`` lists examples. All

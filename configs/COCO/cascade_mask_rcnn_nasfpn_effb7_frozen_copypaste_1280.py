@@ -12,7 +12,8 @@
 # Whether "Proper Reuse" trained its frozen B7 on exactly this schedule is not stated in the
 # material available here (unverified). TF's BN momentum 0.997 / epsilon 1e-4 are not
 # reproduced (detectron2 defaults). ImageNet weights for the trunk do not ship offline.
-from ..common.backbones import use_backbone
+from freezedet.config import use_trunk
+
 from ..common.data.coco_lsj_copypaste import dataloader
 from ..common.models.cascade_heads import COPY_PASTE_B7_CASCADE_STAGES, use_cascade_stages
 from ..common.models.cascade_mask_rcnn_nasfpn import model
@@ -23,7 +24,7 @@ from ..common.schedule import REF_COPYPASTE_B7, step_schedule
 from ..common.train import train
 
 image_size = 1280
-use_backbone(model, dataloader, train, "effb7", "frozen")
+use_trunk(model, dataloader, train, "effb7", "frozen")
 reference_nasfpn(model, num_repeats=5, activation="swish")
 model.backbone.update(out_channels=1024, block="bottleneck", combine="sum", drop_connect_rate=0.2)
 model.proposal_generator.anchor_generator.sizes = [

@@ -7,8 +7,8 @@ import torch
 
 from detectron2.config import LazyCall as L
 from detectron2.solver.build import get_default_optimizer_params
+from freezedet.config import use_trunk
 
-from ..common.backbones import use_backbone
 from ..common.coco_recipe import coco_recipe
 from ..common.data.coco_lsj import dataloader
 from ..common.models.cascade_mask_rcnn_simplefpn import model
@@ -21,7 +21,7 @@ optimizer = L(torch.optim.AdamW)(
     betas=(0.9, 0.999),
     weight_decay=0.1,
 )
-use_backbone(model, dataloader, train, "vitb16clip", "frozen")
+use_trunk(model, dataloader, train, "vitb16clip", "frozen")
 model.backbone.bottom_up.out_features = ["c2", "c3", "c4", "c5"]
 dataloader.train.mapper.use_instance_mask = True
 # ViTDet's 100-epoch milestones: 163889 and 177546 of 184375 iterations

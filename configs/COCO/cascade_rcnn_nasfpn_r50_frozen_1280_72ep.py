@@ -1,7 +1,7 @@
 # The input size of the TF Cascade NAS-FPN configs: official/projects/backbone_reuse/configs/
 # experiments/faster_rcnn/fastrcnn_resnet101_nasfpn_cascade_{72,600}epochs.yaml set
 # input_size [1280, 1280, 3]: LSJ with a 1280 px crop, tested at 1280. Anchors stay 8 strides.
-from .cascade_rcnn_nasfpn_r50_frozen_72ep import dataloader, lr_multiplier, model, optimizer, train
+from .cascade_rcnn_nasfpn_72ep import dataloader, lr_multiplier, model, optimizer, train
 
 dataloader.train.mapper.augmentations[0].target_height = 1280
 dataloader.train.mapper.augmentations[0].target_width = 1280

@@ -2,6 +2,6 @@
 # backbone_reuse/configs/experiments/faster_rcnn/fastrcnn_resnet101_nasfpn_cascade_600epochs.yaml
 # boundaries [1062734, 1090458] of 1108940 steps), 1024 px.
 from ..common.coco_recipe import coco_recipe
-from .cascade_rcnn_nasfpn_r50_frozen_72ep import dataloader, model, optimizer, train
+from .cascade_rcnn_nasfpn_72ep import dataloader, model, optimizer, train
 
 lr_multiplier = coco_recipe(model, train, optimizer, epochs=600)

@@ -1,5 +1,5 @@
 # Small-input variant: LSJ with a 640 px crop.
-from .cascade_rcnn_nasfpn_r50_frozen_72ep import dataloader, lr_multiplier, model, optimizer, train
+from .cascade_rcnn_nasfpn_72ep import dataloader, lr_multiplier, model, optimizer, train
 
 dataloader.train.mapper.augmentations[0].target_height = 640
 dataloader.train.mapper.augmentations[0].target_width = 640

@@ -1,5 +1,5 @@
 # Mask R-CNN + FPN on a frozen ImageNet ResNet-50, COCO, LSJ 1024 + Copy-Paste.
 from ..common.data.coco_lsj_copypaste import dataloader
-from .mask_rcnn_fpn_r50_frozen_72ep import lr_multiplier, model, optimizer, train
+from .mask_rcnn_fpn_72ep import lr_multiplier, model, optimizer, train
 
 dataloader.train.mapper.image_format = model.input_format

@@ -2,6 +2,6 @@
 # tiles without labels (proposal cache: see aligndet_pretrain_faster_rcnn_fpn_effl0.py).
 from ..common.aligndet import aligndet_pretraining
 from ..common.data.deepforest_aligndet import dataloader
-from .cascade_rcnn_nasfpn_effl0_frozen import lr_multiplier, model as detector, optimizer, train
+from .cascade_rcnn_nasfpn import lr_multiplier, model as detector, optimizer, train
 
 model = aligndet_pretraining(detector, train)

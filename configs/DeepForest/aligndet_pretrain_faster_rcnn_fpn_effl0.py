@@ -4,6 +4,6 @@
 # Fine-tune from it: DeepForest/faster_rcnn_fpn_effl0_frozen_aligndet.py
 from ..common.aligndet import aligndet_pretraining
 from ..common.data.deepforest_aligndet import dataloader
-from .faster_rcnn_fpn_effl0_frozen import lr_multiplier, model as detector, optimizer, train
+from .faster_rcnn_fpn import lr_multiplier, model as detector, optimizer, train
 
 model = aligndet_pretraining(detector, train)

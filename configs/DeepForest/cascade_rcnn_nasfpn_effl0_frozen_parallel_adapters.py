@@ -1,5 +1,5 @@
 # The frozen EfficientNet-Lite0 with parallel residual adapters in every block.
 from ..common.adapters import use_adapters
-from .cascade_rcnn_nasfpn_effl0_frozen import dataloader, lr_multiplier, model, optimizer, train
+from .cascade_rcnn_nasfpn import dataloader, lr_multiplier, model, optimizer, train
 
 use_adapters(model, kind="parallel")

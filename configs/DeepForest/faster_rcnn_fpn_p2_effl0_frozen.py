@@ -2,7 +2,7 @@
 # Faster R-CNN + FPN P2-P6, D4 augmentation with a feature cache, the reference LR and milestones.
 # Measured (val AP / AP50 / P-R@0.4, learning curves, train-vs-val gap, 2x-schedule check) and
 # diagnosed in docs/results/deepforest_convergence.md. The CPU changes against
-# faster_rcnn_fpn_effl0_frozen.py, each chosen by a measurement there:
+# faster_rcnn_fpn.py (at its default trunk and mode), each chosen by a measurement there:
 from detectron2.config import LazyCall as L
 import detectron2.data.transforms as T
 
@@ -10,7 +10,7 @@ from freezedet.data.transforms import RandomRot90
 from freezedet.modeling.backbone import FeatureCache
 
 from ..common.schedule import REF_72EP, step_schedule
-from .faster_rcnn_fpn_effl0_frozen import dataloader, model, optimizer, train
+from .faster_rcnn_fpn import dataloader, model, optimizer, train
 
 # 1. Stride-4 features. Trees are 17-73 px (5th-95th percentile); the reference FPN baseline uses
 #    P2-P6 from C2 (TF Model Garden official/vision/configs/maskrcnn.py: min_level 2, max_level 6;
@@ -18,7 +18,7 @@ from .faster_rcnn_fpn_effl0_frozen import dataloader, model, optimizer, train
 model.backbone.bottom_up.out_features = ["c2", "c3", "c4", "c5"]
 model.proposal_generator.in_features = ["p2", "p3", "p4", "p5", "p6"]
 model.proposal_generator.anchor_generator.strides = [4, 8, 16, 32, 64]
-# one octave below COCO's 32-512 (cpu_recipe's rule for these trees), one size per level
+# one octave below COCO's 32-512 (the DeepForest recipes' rule for these trees), one size per level
 model.proposal_generator.anchor_generator.sizes = [[16], [32], [64], [128], [256]]
 model.roi_heads.box_in_features = ["p2", "p3", "p4", "p5"]
 model.roi_heads.box_pooler.scales = [1.0 / 4, 1.0 / 8, 1.0 / 16, 1.0 / 32]

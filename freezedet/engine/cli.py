@@ -15,21 +15,25 @@ __all__ = ["EXAMPLES", "argument_parser"]
 EXAMPLES = """\
 examples:
   train a shipped recipe (a path, or a name below freezedet's configs/):
-    tools/train_net.py --config-file configs/DeepForest/faster_rcnn_fpn_effl0_frozen.py
-    tools/train_net.py --config-file DeepForest/faster_rcnn_fpn_effl0_frozen.py
+    tools/train_net.py --config-file configs/DeepForest/faster_rcnn_fpn.py
+    tools/train_net.py --config-file DeepForest/faster_rcnn_fpn.py
   change config values (key=value; an unknown key is an error naming the closest ones):
     tools/train_net.py --config-file ... train.max_iter=1000 optimizer.lr=0.005 \\
         dataloader.train.total_batch_size=4 model.roi_heads.num_classes=3
+  another trunk or mode (recipes that declare a `trunk`; trunks: freezedet/config/trunks.py):
+    tools/train_net.py --config-file DeepForest/faster_rcnn_fpn.py trunk.name=effl1 \\
+        trunk.mode=finetune            # writes to output/DeepForest/faster_rcnn_fpn/effl1_finetune
   continue in the same output directory:
     tools/train_net.py --config-file ... --resume
   evaluate trained weights:
     tools/train_net.py --config-file ... --eval-only \\
-        train.init_checkpoint=output/DeepForest/faster_rcnn_fpn_effl0_frozen/model_final.pth
+        train.init_checkpoint=output/DeepForest/faster_rcnn_fpn/effl0_frozen/model_final.pth
   2 processes (2 GPUs with NCCL, or 2 CPU processes with gloo without CUDA):
     tools/train_net.py --config-file ... --num-gpus 2
   your own COCO-format data: see README.md, "Your own data" (configs/OwnData/).
 
-Each run writes into train.output_dir (default output/<config path below configs/>): log.txt,
+Each run writes into train.output_dir (default output/<config path below configs/>, plus
+<trunk>_<mode> for a recipe that declares a trunk): log.txt,
 config.yaml (the full config), model.txt (the model), env.txt (versions), metrics.json,
 checkpoints.
 """

@@ -1,8 +1,8 @@
 """The logic behind ``tools/export.py``: export a trained model to TorchScript / ONNX and check
 the exported files against the eager model on a real image.
 
-    python tools/export.py --config-file configs/DeepForest/cascade_rcnn_nasfpn_effl0_frozen.py \
-        --weights output/DeepForest/cascade_rcnn_nasfpn_effl0_frozen --output exported/
+    python tools/export.py --config-file configs/DeepForest/cascade_rcnn_nasfpn.py \
+        --weights output/DeepForest/cascade_rcnn_nasfpn/effl0_frozen --output exported/
 
 writes ``exported/model.ts`` and ``exported/model.onnx``; ``tools/predict.py --weights
 exported/model.onnx`` (same config) predicts with them.

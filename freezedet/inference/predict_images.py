@@ -1,8 +1,8 @@
 """The logic behind ``tools/predict.py``: predict a trained model on image files, write one
 picture per image and one COCO results json.
 
-    python tools/predict.py --config-file configs/DeepForest/faster_rcnn_fpn_effl0_frozen.py \
-        --weights output/DeepForest/faster_rcnn_fpn_effl0_frozen --input images/ --output preds/
+    python tools/predict.py --config-file configs/DeepForest/faster_rcnn_fpn.py \
+        --weights output/DeepForest/faster_rcnn_fpn/effl0_frozen --input images/ --output preds/
 
 An image that cannot be read (or has no conversion rule, e.g. 16-bit) is reported with its file
 name and skipped; the other images are still predicted, and the exit status is then 1.

@@ -22,6 +22,7 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Instances
 
+from ..config import select_trunk_and_mode
 from ..data.image_io import read_image_for_model
 from ..checkpoint import load_init_weights
 from ..config import load_config
@@ -180,7 +181,7 @@ class Predictor:
 
         Args:
             config (str or DictConfig): a config file, a config shipped with freezedet
-                ("DeepForest/faster_rcnn_fpn_effl0_frozen.py") or a loaded config.
+                ("DeepForest/faster_rcnn_fpn.py") or a loaded config.
             weights (str): a checkpoint, a training output directory (its
                 ``model_final.pth``, else its last checkpoint), or an exported model (``.ts``
                 TorchScript, ``.onnx``; see :mod:`freezedet.inference.export`).
@@ -193,7 +194,10 @@ class Predictor:
         if isinstance(config, (str, os.PathLike)):
             cfg = load_config(os.fspath(config), list(opts))
         else:
-            cfg = LazyConfig.apply_overrides(copy.deepcopy(config), list(opts))
+            cfg = copy.deepcopy(config)
+            # trunk.name= / trunk.mode= first, as load_config does (freezedet.config)
+            opts = select_trunk_and_mode(cfg, list(opts), "<the given config>")
+            cfg = LazyConfig.apply_overrides(cfg, opts)
         cfg.train.device = device or cfg.train.get("device", None) or _default_device()
         if str(cfg.train.device).startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {cfg.train.device!r}, but CUDA is not available here")

@@ -31,9 +31,9 @@ def _write_study(path, body):
 
 GRID = """
 study = dict(
-    recipes={"fpn": "DeepForest/faster_rcnn_fpn_{backbone}_{mode}.py",
-             "cnas": "DeepForest/cascade_rcnn_nasfpn_{backbone}_{mode}.py"},
-    backbones={"effl0": dict(top1=75.1), "effl1": dict(top1=76.7)},
+    recipes={"fpn": "DeepForest/faster_rcnn_fpn.py",
+             "cnas": "DeepForest/cascade_rcnn_nasfpn.py"},
+    backbones=["effl0", "effl1"],
     modes=["frozen", "finetune"],
     datasets={"full": dict(overrides=[]),
               "25pct": dict(overrides=["dataloader.train.dataset.names=deepforest_train_25pct"],
@@ -55,9 +55,12 @@ def test_expand_runs_grid_ids_overrides_only(tmp_path):
     assert ids[-1] == "fpn-effl1-frozen-25pct-60it-s1"  # the extra data point runs last
     assert all(r.axes["mode"] == "frozen" and r.axes["neck"] == "fpn" for r in runs[16:])
     run = next(r for r in runs if r.run_id == "cnas-effl1-finetune-full-60it-s1")
-    assert run.recipe.endswith("configs/DeepForest/cascade_rcnn_nasfpn_effl1_finetune.py")
-    assert run.top1 == 76.7
+    assert run.recipe.endswith("configs/DeepForest/cascade_rcnn_nasfpn.py")
+    assert run.top1 == 76.7  # the trunk record's
+    assert run.meta == {"model": "tf_efficientnet_lite1"}
     assert run.overrides == [
+        "trunk.name=effl1",
+        "trunk.mode=finetune",
         "train.eval_period=30",
         "train.max_iter=60",
         "lr_multiplier.scheduler.num_updates=60",
@@ -95,9 +98,13 @@ def test_shards_are_disjoint_and_cover(tmp_path):
 
 
 def test_bad_study_files_name_the_problem(tmp_path):
-    bad_recipe = GRID.replace("cascade_rcnn_nasfpn_{backbone}", "no_such_{backbone}")
-    with pytest.raises(FileNotFoundError, match="no_such_effl0_frozen.py"):
+    bad_recipe = GRID.replace("cascade_rcnn_nasfpn.py", "no_such_recipe.py")
+    with pytest.raises(FileNotFoundError, match="no_such_recipe.py"):
         expand_runs(load_study(_write_study(tmp_path / "a.py", bad_recipe)))
+    # the old file-name templates name what replaced them
+    templated = GRID.replace("faster_rcnn_fpn.py", "faster_rcnn_fpn_{backbone}_{mode}.py")
+    with pytest.raises(ValueError, match="trunk.name="):
+        load_study(_write_study(tmp_path / "t.py", templated))
     bad_only = GRID.replace('mode=["frozen"]', 'mode=["frozn"]')
     with pytest.raises(KeyError, match="frozn"):
         expand_runs(load_study(_write_study(tmp_path / "b.py", bad_only)))
@@ -153,10 +160,10 @@ def test_toy_study_end_to_end(coco_config, tmp_path):
         f"""
 study = dict(
     recipes={{"fpn": {coco_config!r}}},
-    backbones={{"effl0": dict(top1=75.1)}},
+    backbones=["effl0"],
     modes={{"frozen": dict(),
-            "finetune": dict(overrides=["model.backbone.bottom_up.mode=finetune"]),
-            "broken": dict(overrides=["train.no_such_key=1"])}},
+            "finetune": dict(),
+            "broken": dict(mode="frozen", overrides=["train.no_such_key=1"])}},
     schedules={{"4it": dict(overrides=["train.max_iter=4"])}},
     overrides=["train.eval_period=2", "train.checkpointer.period=100", "train.device=cpu",
                "dataloader.train.total_batch_size=1", "train.init_checkpoint=",
@@ -204,19 +211,30 @@ study = dict(
     )
 
 
-def test_frozen_plus_adapters_mode_picks_its_recipe(tmp_path):
+def test_a_recipe_that_fixes_its_trunk_is_a_neck_entry(tmp_path):
     spec = """
 study = dict(
-    recipes={"fpn": "DeepForest/faster_rcnn_fpn_{backbone}_{mode}.py"},
-    backbones={"effl0": dict(top1=75.1)},
-    modes={"frozen": dict(), "frozen+adapters": dict(recipe="frozen_parallel_adapters")},
+    recipes={"fpn": "DeepForest/faster_rcnn_fpn.py",
+             "fpn+adapters": dict(
+                 recipe="DeepForest/faster_rcnn_fpn_effl0_frozen_parallel_adapters.py",
+                 fixed=dict(backbone="effl0", mode="frozen"))},
+    backbones=["effl0", "effl1"],
+    modes=["frozen", "finetune"],
 )
 """
     runs = expand_runs(load_study(_write_study(tmp_path / "s.py", spec)))
-    assert [r.run_id for r in runs] == [
+    ids = [r.run_id for r in runs]
+    assert ids == [
         "fpn-effl0-frozen-default-default-s0",
-        "fpn-effl0-frozen_adapters-default-default-s0",
-    ]
-    assert runs[1].recipe.endswith("DeepForest/faster_rcnn_fpn_effl0_frozen_parallel_adapters.py")
-    assert runs[1].axes["mode"] == "frozen+adapters"
-    assert runs[0].overrides == runs[1].overrides == ["train.seed=0"]
+        "fpn-effl1-frozen-default-default-s0",
+        "fpn-effl0-finetune-default-default-s0",
+        "fpn-effl1-finetune-default-default-s0",
+        "fpn_adapters-effl0-frozen-default-default-s0",
+    ], ids
+    assert runs[-1].recipe.endswith("DeepForest/faster_rcnn_fpn_effl0_frozen_parallel_adapters.py")
+    assert runs[-1].overrides == ["train.seed=0"]  # no trunk.* overrides: its recipe fixes them
+    assert runs[0].overrides == ["trunk.name=effl0", "trunk.mode=frozen", "train.seed=0"]
+    old = spec.replace('"fpn+adapters": dict(', '"x": dict(').replace("fixed=dict(", "only=dict(")
+    old = old.replace('modes=["frozen", "finetune"]', 'modes={"a": dict(recipe="frozen_x")}')
+    with pytest.raises(ValueError, match="fixed=dict"):
+        expand_runs(load_study(_write_study(tmp_path / "o.py", old)))

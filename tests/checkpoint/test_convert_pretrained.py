@@ -152,7 +152,7 @@ def test_recipe_input_format_is_the_package_channel_order(tmp_path):
 
     from freezedet.model_zoo import get_config
 
-    cfg = get_config("DeepForest/faster_rcnn_fpn_effl0_frozen.py")
+    cfg = get_config("DeepForest/faster_rcnn_fpn.py")
     path = str(tmp_path / "chelsea.png")
     chelsea_image(224).save(path)  # lossless: the same pixels as chelsea(224)
     image = read_image(path, format=cfg.dataloader.train.mapper.image_format)

@@ -6,7 +6,7 @@ import pytest
 from freezedet.engine import load_config
 from freezedet.config import accepted_arguments
 
-CONFIG = "DeepForest/faster_rcnn_fpn_effl0_frozen.py"
+CONFIG = "DeepForest/faster_rcnn_fpn.py"
 
 
 def test_override_of_an_argument_the_target_does_not_take():

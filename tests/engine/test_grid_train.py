@@ -12,13 +12,13 @@ from freezedet.engine import do_test, load_config
 
 CASES = {
     # the demo model on real DeepForest tiles (evaluated on 4 tiles to stay fast)
-    "DeepForest/faster_rcnn_fpn_effl0_frozen.py": "deepforest",
+    "DeepForest/faster_rcnn_fpn.py": "deepforest",
     # the converged recipe: P2-P6, D4 views through the feature cache
     "DeepForest/faster_rcnn_fpn_p2_effl0_frozen.py": "deepforest",
-    "DeepForest/faster_rcnn_nasfpn_effl0_frozen.py": "synthetic",
-    "DeepForest/retinanet_nasfpn_effl0_frozen.py": "synthetic",
-    "DeepForest/cascade_rcnn_nasfpn_effl0_frozen.py": "synthetic",
-    "LabelmeVOC/cascade_mask_rcnn_nasfpn_effl0_frozen.py": "labelme",
+    "DeepForest/faster_rcnn_nasfpn.py": "synthetic",
+    "DeepForest/retinanet_nasfpn.py": "synthetic",
+    "DeepForest/cascade_rcnn_nasfpn.py": "synthetic",
+    "LabelmeVOC/cascade_mask_rcnn_nasfpn.py": "labelme",
 }
 
 

@@ -34,7 +34,7 @@ def _lr_changes(scheduler, max_iter):
 
 @pytest.mark.parametrize("max_iter", [300, 600, 77])
 def test_schedule_points_match_lr_multiplier(max_iter):
-    cfg = load_config("DeepForest/faster_rcnn_fpn_effl0_frozen.py", [f"train.max_iter={max_iter}"])
+    cfg = load_config("DeepForest/faster_rcnn_fpn.py", [f"train.max_iter={max_iter}"])
     scheduler = instantiate(cfg.lr_multiplier)
     p = schedule_points(scheduler, max_iter)
     warm, jumps = _lr_changes(scheduler, max_iter)
@@ -51,7 +51,7 @@ def test_schedule_points_of_long_schedules_are_exact():
     """Long schedules are sampled, then each change point is bisected: still the exact
     iteration (compared with evaluating every iteration)."""
     max_iter = 30011
-    cfg = load_config("DeepForest/faster_rcnn_fpn_effl0_frozen.py", [f"train.max_iter={max_iter}"])
+    cfg = load_config("DeepForest/faster_rcnn_fpn.py", [f"train.max_iter={max_iter}"])
     scheduler = instantiate(cfg.lr_multiplier)
     p = schedule_points(scheduler, max_iter)
     values = [float(scheduler(i / max_iter)) for i in range(max_iter)]
@@ -62,11 +62,11 @@ def test_schedule_points_of_long_schedules_are_exact():
 
 
 def test_summary_shows_inherited_choices():
-    lines = "\n".join(describe_run(load_config("DeepForest/faster_rcnn_fpn_effl0_frozen.py")))
+    lines = "\n".join(describe_run(load_config("DeepForest/faster_rcnn_fpn.py")))
     assert "no resizing: images go in at their file size" in lines
-    assert "anchors: sizes [[16.0], [32.0], [64.0], [128.0]]" in lines
+    assert "anchors: sizes [[16], [32], [64], [128]]" in lines
     assert "num_classes=1" in lines and "model outputs at most 300, AP counts 300" in lines
-    own = "\n".join(describe_run(load_config("OwnData/faster_rcnn_fpn_effl0_frozen.py")))
+    own = "\n".join(describe_run(load_config("OwnData/faster_rcnn_fpn.py")))
     assert "json_file=None (not set)" in own and "ResizeShortestEdge(short_edge_length=640" in own
     assert "AP counts auto" in own and "anchors: sizes [[32], [64], [128], [256]]" in own
 
@@ -98,15 +98,15 @@ def test_every_recipe_has_a_summary():
         for p in glob.glob(os.path.join(root, "**", "*.py"), recursive=True)
         if not os.path.relpath(p, root).startswith(("common", "studies"))
     ]
-    assert len(recipes) > 50
+    assert len(recipes) > 40
     # one recipe per data config / kind of model (all of them take a minute)
     for path in recipes:
         name = os.path.relpath(path, root)
         if not (
             name.startswith(("LVIS", "LabelmeVOC", "OwnData"))
-            or "faster_rcnn_fpn_r50" in name
+            or name == "COCO/faster_rcnn_fpn_72ep.py"
             or name.startswith("DeepForest/")
-            and ("aligndet" in name or "shared" in name or "retinanet_nasfpn_effl0_frozen" in name)
+            and ("aligndet" in name or "shared" in name or "retinanet_nasfpn" in name)
         ):
             continue  # fmt: skip
         lines = describe_run(load_config(path))

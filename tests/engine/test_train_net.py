@@ -9,7 +9,7 @@ import torch
 from freezedet.engine import argument_parser, load_config, main
 from freezedet.model_zoo import get_config_file
 
-CONFIG = get_config_file("DeepForest/faster_rcnn_fpn_effl0_frozen.py")
+CONFIG = get_config_file("DeepForest/faster_rcnn_fpn.py")
 
 
 def _args(synthetic_run_opts, out, flags=(), opts=()):
@@ -105,7 +105,7 @@ def test_unknown_override_key_is_an_error():
         load_config(CONFIG, ["train.max_iters=3"])
     with pytest.raises(KeyError, match="model.roi_heads.box_predictr"):
         load_config(CONFIG, ["model.roi_heads.box_predictr.test_score_thresh=0.1"])
-    cascade = "DeepForest/cascade_rcnn_nasfpn_effl0_frozen.py"
+    cascade = "DeepForest/cascade_rcnn_nasfpn.py"
     cfg = load_config(cascade, ["model.roi_heads.box_predictors.2.test_score_thresh=0.3"])
     assert cfg.model.roi_heads.box_predictors[2].test_score_thresh == 0.3
     with pytest.raises(KeyError, match="box_predictors.3"):
@@ -133,7 +133,7 @@ def test_syncbn_becomes_naive_syncbn_on_cpu(caplog):
     from freezedet.engine import build_model
 
     cfg = load_config(
-        "DeepForest/faster_rcnn_nasfpn_effl0_frozen.py",
+        "DeepForest/faster_rcnn_nasfpn.py",
         ["model.backbone.norm=SyncBN", "train.device=cpu"],
     )
     with caplog.at_level("WARNING", logger="freezedet"):

@@ -76,7 +76,7 @@ def test_metrics_on_disk_when_each_checkpoint_is_saved(synthetic_run_opts, tmp_p
     args = argument_parser().parse_args(
         [
             "--config-file",
-            get_config_file("DeepForest/faster_rcnn_fpn_effl0_frozen.py"),
+            get_config_file("DeepForest/faster_rcnn_fpn.py"),
             "train.init_checkpoint=",
             f"train.output_dir={out}",
             "train.log_period=20",  # the periodic writer alone would write only at the end

@@ -14,10 +14,10 @@ from freezedet.model_zoo import get_config_file
 SMALL = ("model.backbone.out_channels=64", "train.device=cpu")
 # name: (recipe, extra overrides); the mask head runs on every detection: 20, of 64 channels
 RECIPES = {
-    "fpn": ("DeepForest/faster_rcnn_fpn_effl0_frozen.py", ()),
-    "cascade_nasfpn": ("DeepForest/cascade_rcnn_nasfpn_effl0_frozen.py", ()),
+    "fpn": ("DeepForest/faster_rcnn_fpn.py", ()),
+    "cascade_nasfpn": ("DeepForest/cascade_rcnn_nasfpn.py", ()),
     "mask_fpn": (
-        "LabelmeVOC/mask_rcnn_fpn_effl0_frozen.py",
+        "LabelmeVOC/mask_rcnn_fpn.py",
         (
             "model.roi_heads.box_predictor.test_topk_per_image=20",
             "model.roi_heads.mask_head.conv_dims=[64,64,64,64,64]",

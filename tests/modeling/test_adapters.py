@@ -373,7 +373,7 @@ def test_what_autograd_keeps_for_the_adapters(plain_trunks):
 def test_adapter_recipe_trains_from_a_plain_frozen_checkpoint(synthetic_run_opts, tmp_path):
     """tools/train_net.py in-process: the adapter recipe starts from a plain frozen detector's
     checkpoint; 2 iterations move the adapters and nothing else in the trunk."""
-    plain_cfg = load_config(get_config_file("DeepForest/faster_rcnn_fpn_effl0_frozen.py"))
+    plain_cfg = load_config(get_config_file("DeepForest/faster_rcnn_fpn.py"))
     plain = instantiate(plain_cfg.model)
     _randomize_bn(plain.backbone.bottom_up)
     DetectionCheckpointer(plain, str(tmp_path)).save("plain")

@@ -124,7 +124,7 @@ def test_loads_softmax_checkpoint_and_needs_counts():
 
 
 def test_cascade_train_and_test_step():
-    cfg = get_config("DeepForest/cascade_rcnn_nasfpn_effl0_frozen.py")
+    cfg = get_config("DeepForest/cascade_rcnn_nasfpn.py")
     cfg.model.roi_heads.num_classes = 20
     cfg.model.backbone.num_repeats, cfg.model.backbone.out_channels = 1, 32
     cfg.model.roi_heads.batch_size_per_image = 32

@@ -2,7 +2,6 @@
 frozen trunks untouched by a training step, local weights files loaded as timm loads them, and
 zero-initialised transformer adapters. Tiny models (2 ViT blocks), random weights."""
 
-import importlib.util
 import math
 import os
 
@@ -311,37 +310,29 @@ def test_series_adapters_are_refused_on_transformer_blocks():
 
 
 def test_vit_record_plugs_into_every_detector():
-    """use_backbone puts the ViT under NAS-FPN + Cascade: one CPU train step, gradients only
+    """trunk.name=vits14 puts the ViT under NAS-FPN + Cascade: one CPU train step, gradients only
     outside the frozen trunk."""
-    from omegaconf import OmegaConf
-
     from detectron2.config import instantiate
     from detectron2.structures import Boxes, Instances
     from detectron2.utils.events import EventStorage
-    from freezedet.model_zoo import configs_root, get_config
+    from freezedet.config import TRUNKS
+    from freezedet.engine import load_config
 
-    cfg = get_config("common/models/cascade_rcnn_nasfpn.py")
-    # a plain module (no relative imports): import it as such to reach its functions
-    spec = importlib.util.spec_from_file_location(
-        "_backbones", os.path.join(configs_root(), "common", "backbones.py")
+    assert TRUNKS["vits14"].patch_size == 14 and TRUNKS["vitb16clip"].top1 == 80.2
+    cfg = load_config(
+        "DeepForest/cascade_rcnn_nasfpn.py",
+        ["trunk.name=vits14", "model.backbone.bottom_up.timm_kwargs={depth:1}"],
     )
-    backbones = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(backbones)
-    assert backbones.BACKBONES["vits14"].patch_size == 14
-    assert backbones.BACKBONES["vitb16clip"].top1 == 80.2
-    dataloader = OmegaConf.create(dict(train=dict(mapper=dict(image_format="BGR"))))
-    train = OmegaConf.create(dict(init_checkpoint="x"))
-    backbones.use_backbone(cfg.model, dataloader, train, "vits14", "frozen")
-    assert train.init_checkpoint == "" and cfg.model.input_format == "RGB"
-    assert dataloader.train.mapper.image_format == "RGB"
-    cfg.model.backbone.bottom_up.timm_kwargs = dict(depth=1)
+    assert cfg.train.init_checkpoint == "" and cfg.model.input_format == "RGB"
+    assert cfg.dataloader.train.mapper.image_format == "RGB"
+    assert cfg.model.backbone.bottom_up.timm_kwargs == {"depth": 1}
     cfg.model.backbone.num_repeats = 1
     cfg.model.backbone.out_channels = 32
     cfg.model.roi_heads.batch_size_per_image = 16
     torch.manual_seed(0)
     model = instantiate(cfg.model)
     inst = Instances((256, 256), gt_boxes=Boxes(torch.tensor([[10.0, 10.0, 60.0, 70.0]])))
-    inst.gt_classes = torch.tensor([3])
+    inst.gt_classes = torch.tensor([0])
     model.train()
     with EventStorage():
         losses = model([{"image": torch.rand(3, 256, 256) * 255, "instances": inst}])
@@ -377,7 +368,7 @@ def test_vit_recipe_trains_from_a_weights_file(synthetic_run_opts, tmp_path):
         "train.seed=0",
         *synthetic_run_opts,
     ]
-    config = get_config_file("DeepForest/faster_rcnn_simplefpn_vits14_frozen.py")
+    config = get_config_file("DeepForest/faster_rcnn_simplefpn.py")
     initial = instantiate(load_config(config, opts).model)
     DetectionCheckpointer(initial, str(tmp_path)).save("initial")
     opts.append(f"train.init_checkpoint={tmp_path / 'initial.pth'}")

@@ -1,6 +1,0 @@
-# Mask R-CNN + FPN, ResNet-50 trunk from scratch (random init), COCO 72 epochs: the trunk trains
-# with synchronised BN (detectron2's NaiveSyncBatchNorm on CPU), as the fine-tuned baseline.
-from .mask_rcnn_fpn_r50_frozen_72ep import dataloader, lr_multiplier, model, optimizer, train
-
-model.backbone.bottom_up.update(mode="scratch", norm="SyncBN")
-train.init_checkpoint = ""

@@ -1,5 +1,0 @@
-# Faster R-CNN + FPN, timm ResNet-50 trunk, finetune.
-from ..common.backbones import use_backbone
-from .faster_rcnn_fpn_effl0_frozen import dataloader, lr_multiplier, model, optimizer, train
-
-use_backbone(model, dataloader, train, "timmr50", "finetune")
