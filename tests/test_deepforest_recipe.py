@@ -70,3 +70,19 @@ def test_demo_runs_the_recipe_on_its_short_schedule():
     assert instantiate(cfg.lr_multiplier)(0.7) == pytest.approx(0.1)
     other = demo_arguments(["--config-file", "DeepForest/faster_rcnn_fpn.py"])
     assert other.opts == []
+
+
+def test_cascade_variant_is_the_recipe_with_three_stages(cfg):
+    from detectron2.modeling.roi_heads import CascadeROIHeads
+
+    cascade = load_config("DeepForest/cascade_rcnn_fpn_p2_effl0_frozen.py")
+    rh = cascade.model.roi_heads
+    assert [m.thresholds for m in rh.proposal_matchers] == [[0.5], [0.6], [0.7]]
+    assert [p.test_topk_per_image for p in rh.box_predictors] == [300, 300, 300]
+    # everything but the RoI heads is the converged recipe's
+    assert rh.box_in_features == cfg.model.roi_heads.box_in_features
+    assert cascade.model.backbone == cfg.model.backbone
+    assert cascade.lr_multiplier == cfg.lr_multiplier and cascade.optimizer.lr == cfg.optimizer.lr
+    rh.batch_size_per_image = 32
+    model = instantiate(cascade.model)
+    assert isinstance(model.roi_heads, CascadeROIHeads) and model.roi_heads.num_cascade_stages == 3

@@ -110,6 +110,12 @@ def check_override_keys(cfg, overrides: Sequence[str], source: str):
     """Raise if an override ``key=value`` names a key that neither exists nor is an argument
     its LazyCall accepts (see the module docstring)."""
     for item in overrides:
+        if item.startswith("--"):
+            # argparse's REMAINDER takes everything after the first override, flags included
+            raise ValueError(
+                f"override {item!r} is an option, not key=value: options (--resume, --eval-only, "
+                "--num-gpus ...) go before the key=value overrides on the command line"
+            )
         if "=" not in item:
             raise ValueError(f"override {item!r} is not of the form key=value")
         key = item.split("=", 1)[0]

@@ -46,3 +46,12 @@ def test_accepted_arguments():
         return a
 
     assert accepted_arguments(takes_kwargs) is None
+
+
+def test_option_after_the_overrides():
+    # argparse hands `--resume` placed after an override to the overrides: say where it goes
+    with pytest.raises(ValueError, match=r"'--resume' is an option, not key=value: options .* go "
+                       r"before the key=value overrides"):  # fmt: skip
+        load_config(CONFIG, ["train.max_iter=10", "--resume"])
+    with pytest.raises(ValueError, match="'train.max_iter' is not of the form key=value"):
+        load_config(CONFIG, ["train.max_iter"])
