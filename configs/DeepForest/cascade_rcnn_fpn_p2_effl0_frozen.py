@@ -12,6 +12,5 @@ from .faster_rcnn_fpn_p2_effl0_frozen import dataloader, lr_multiplier, model, o
 # IoU 0.8 would see almost no positives on these crowns (matched val IoU ~0.6).
 make_cascade_roi_heads(model.roi_heads, stages=CASCADE_STAGES)
 # <= 61 trees per tile: 300 detections per tile, as the Faster R-CNN recipe
-model.roi_heads.box_predictors[0].test_topk_per_image = 300
-model.roi_heads.box_predictors[1].test_topk_per_image = 300
-model.roi_heads.box_predictors[2].test_topk_per_image = 300
+for _predictor in model.roi_heads.box_predictors:
+    _predictor.test_topk_per_image = 300

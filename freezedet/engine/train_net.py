@@ -207,6 +207,5 @@ def main(args):
         # detectron2's EvalHook always evaluates after the last iteration
         _, results = do_train(args, cfg)
     if comm.is_main_process() and results:
-        with open(os.path.join(cfg.train.output_dir, "eval_results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        write_output_text(cfg, "eval_results.json", json.dumps(results, indent=2))
     return results

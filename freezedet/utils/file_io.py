@@ -104,9 +104,11 @@ class FreezedetPathHandler(PathHandler):
     def _get_supported_prefixes(self):
         return [self.PREFIX]
 
+    def _local(self, path: str) -> str:
+        return os.path.join(data_root(), path[len(self.PREFIX) :])
+
     def _get_local_path(self, path, **kwargs):
-        rel = path[len(self.PREFIX) :]
-        local = os.path.join(data_root(), rel)
+        local = self._local(path)
         if not os.path.exists(local):
             raise FileNotFoundError(
                 f"{path} resolves to {local}, which does not exist. Run `make install` (or "
@@ -119,13 +121,13 @@ class FreezedetPathHandler(PathHandler):
         return PathManager.open(self._get_local_path(path), mode, **kwargs)
 
     def _exists(self, path, **kwargs):
-        return os.path.exists(os.path.join(data_root(), path[len(self.PREFIX) :]))
+        return os.path.exists(self._local(path))
 
     def _isfile(self, path, **kwargs):
-        return os.path.isfile(os.path.join(data_root(), path[len(self.PREFIX) :]))
+        return os.path.isfile(self._local(path))
 
     def _isdir(self, path, **kwargs):
-        return os.path.isdir(os.path.join(data_root(), path[len(self.PREFIX) :]))
+        return os.path.isdir(self._local(path))
 
 
 PathManager.register_handler(FreezedetPathHandler())

@@ -21,6 +21,8 @@ from torch import nn
 from detectron2.modeling import Backbone, GeneralizedRCNN
 from detectron2.structures import ImageList
 
+from ...utils.file_io import atomic_torch_save
+
 __all__ = ["ALL_HEADS", "SharedTrunkDetectors"]
 
 ALL_HEADS = "*"  # eval_head value: inference returns {head name: outputs} for every image
@@ -215,8 +217,7 @@ class SharedTrunkDetectors(nn.Module):
         paths = []
         for name in self.head_names:
             path = os.path.join(output_dir, f"{prefix}_{name}.pth")
-            torch.save({"model": self.head_state_dict(name)}, path + ".tmp")
-            os.replace(path + ".tmp", path)
+            atomic_torch_save({"model": self.head_state_dict(name)}, path)
             paths.append(path)
         return paths
 
