@@ -6,6 +6,7 @@ import logging
 import os
 
 import torch
+from omegaconf import OmegaConf
 
 import detectron2
 from detectron2.config import LazyConfig, instantiate
@@ -22,7 +23,14 @@ from ..modeling.trainable import train_only
 from ..utils.file_io import atomic_write_text
 from .grad_clip import add_gradient_clipping
 
-__all__ = ["build_model", "build_optimizer", "build_trainer", "setup_run", "write_output_text"]
+__all__ = [
+    "build_model",
+    "build_optimizer",
+    "build_tta_model",
+    "build_trainer",
+    "setup_run",
+    "write_output_text",
+]
 
 logger = logging.getLogger("freezedet")
 
@@ -46,6 +54,22 @@ def build_model(cfg):
             )
             model = replace_batchnorm(model, NaiveSyncBatchNorm, types=(torch.nn.SyncBatchNorm,))
     return model.to(cfg.train.device)
+
+
+def build_tta_model(cfg, model):
+    """``model`` wrapped in the config's top-level ``tta`` node: a LazyCall of a test-time
+    augmentation wrapper that takes the model as ``model`` (e.g. ``tta =
+    L(DihedralTTA)(views=8)``, :class:`freezedet.inference.DihedralTTA`), in eval mode."""
+    node = cfg.get("tta", None)
+    if node is None:
+        raise ValueError(
+            "the config has no tta node: set e.g. `tta = L(DihedralTTA)(views=8)` in the recipe "
+            "(freezedet.inference.DihedralTTA) to use test-time augmentation"
+        )
+    node = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    if not isinstance(node, dict) or "_target_" not in node:
+        raise ValueError(f"tta must be a LazyCall node, e.g. L(DihedralTTA)(views=8); got {node!r}")
+    return instantiate({**node, "model": model}).eval()
 
 
 def build_optimizer(cfg, model):

@@ -1,8 +1,12 @@
 """Evaluation of a model on ``cfg.dataloader.test`` with ``cfg.dataloader.evaluator``: what
-``--eval-only`` and detectron2's ``EvalHook`` during training run."""
+``--eval-only`` and detectron2's ``EvalHook`` during training run; and, where a recipe sets a
+top-level ``tta`` node (e.g. ``tta = L(DihedralTTA)(views=8)``), the same evaluation of the model
+wrapped in it, once after training and with ``--eval-only`` (its results keyed ``"<task>_TTA"``,
+as detectron2's ``DefaultTrainer.test_with_TTA``)."""
 
 import logging
 import os
+
 
 from detectron2.config import instantiate
 from detectron2.evaluation import inference_on_dataset, print_csv_format
@@ -10,10 +14,11 @@ from detectron2.utils import comm
 
 from ..evaluation import PerHeadEvaluator
 from ..modeling.meta_arch import SharedTrunkDetectors
+from .defaults import build_tta_model
 from .loaders import instantiate_loader
 from .summary import check_classes, check_same_classes, model_detections_per_image
 
-__all__ = ["do_test"]
+__all__ = ["do_test", "do_test_tta", "has_tta"]
 
 logger = logging.getLogger("freezedet")
 
@@ -31,6 +36,28 @@ def do_test(cfg, model):
     if isinstance(inner, SharedTrunkDetectors):
         return _test_each_head(cfg, model, inner)
     return _test_one(cfg, model)
+
+
+def has_tta(cfg) -> bool:
+    """Whether the config asks for a test-time-augmentation evaluation (a ``tta`` node)."""
+    return cfg.get("tta", None) is not None
+
+
+def do_test_tta(cfg, model):
+    """Evaluate ``model`` wrapped in ``cfg.tta`` (whose ``model`` argument it fills); returns
+    the metrics keyed ``"<task>_TTA"``, or {} when the config has no ``tta`` node."""
+    if not has_tta(cfg) or "evaluator" not in cfg.dataloader:
+        return {}
+    inner = getattr(model, "module", model)
+    if isinstance(inner, SharedTrunkDetectors):
+        raise ValueError(
+            "tta: test-time augmentation of a SharedTrunkDetectors model is not supported; "
+            "evaluate each exported detector with tta instead, or set tta=None."
+        )
+    wrapped = build_tta_model(cfg, model)
+    logger.info(f"evaluating with test-time augmentation: {type(wrapped).__name__}")
+    results = _test_one(cfg, wrapped, output_subdir="inference_TTA")
+    return {f"{task}_TTA": metrics for task, metrics in results.items()}
 
 
 def _evaluator_output_dir(cfg):
@@ -60,10 +87,14 @@ def _test_each_head(cfg, model, detectors: SharedTrunkDetectors):
         return _inference(model, loader, PerHeadEvaluator(evaluators))
 
 
-def _test_one(cfg, model):
+def _test_one(cfg, model, output_subdir=None):
     cfg.dataloader.evaluator.output_dir = _evaluator_output_dir(cfg)
+    evaluator_cfg = cfg.dataloader.evaluator
+    if output_subdir:  # predictions of a wrapped model go to their own directory
+        evaluator_cfg = evaluator_cfg.copy()
+        evaluator_cfg.output_dir = os.path.join(cfg.train.output_dir, output_subdir)
     loader = _test_loader(cfg)
-    evaluator = instantiate(cfg.dataloader.evaluator)
+    evaluator = instantiate(evaluator_cfg)
     counted = getattr(evaluator, "max_dets_per_image", None)  # freezedet's COCOEvaluator
     outputs = model_detections_per_image(cfg)
     if isinstance(counted, int) and outputs is not None and outputs < counted:

@@ -34,7 +34,7 @@ from ..analysis.params import format_parameter_table, parameter_table
 from ..checkpoint import AtomicDetectionCheckpointer, load_init_weights
 from ..config import load_config, resolve_config_file
 from .defaults import build_model, build_optimizer, build_trainer, setup_run, write_output_text
-from .evaluate import do_test
+from .evaluate import do_test, do_test_tta, has_tta
 from .resumable import ResumableTrainLoader, RNGStateHook, TrainLoaderStart, WeightSyncCheck
 from .summary import check_feature_cache_config, describe_run
 from .writers import MetricsFlush, MetricsJSONWriter
@@ -110,6 +110,11 @@ def do_train(args, cfg):
         last_eval.update(do_test(cfg, model))
         return last_eval
 
+    def evaluate_tta():  # after training only: the final results gain "<task>_TTA" keys
+        results = do_test_tta(cfg, model)
+        last_eval.update(results)
+        return results
+
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
@@ -128,6 +133,8 @@ def do_train(args, cfg):
             ),
             WeightSyncCheck(),
             hooks.EvalHook(cfg.train.eval_period, evaluate),
+            # period 0: only after the last iteration, after the plain evaluation
+            hooks.EvalHook(0, evaluate_tta) if has_tta(cfg) else None,
             hooks.PeriodicWriter(writers, period=cfg.train.log_period) if main_process else None,
         ]
     )
@@ -203,6 +210,7 @@ def main(args):
         model = compat.create_ddp_model(build_model(cfg))
         _load_eval_weights(cfg, model, getattr(args, "allow_missing_weights", False))
         results = do_test(cfg, model)
+        results.update(do_test_tta(cfg, model))
     else:
         # detectron2's EvalHook always evaluates after the last iteration
         _, results = do_train(args, cfg)

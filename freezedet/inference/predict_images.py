@@ -67,6 +67,12 @@ def argument_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction")
     p.add_argument("--merge", choices=MERGE_METHODS, default="nms", help="merging across tiles")
     p.add_argument("--merge-iou", type=float, default=0.5, help="IoU of duplicates across tiles")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation as the config's tta node sets it (e.g. the 8 flips and "
+        "rotations of an aerial tile, fused): ~8x slower, more accurate boxes",
+    )
     p.add_argument("--no-pictures", action="store_true", help="write results.json only")
     p.add_argument(
         "--opts",
@@ -214,6 +220,7 @@ def main(argv=None) -> int:
             overlap=args.overlap,
             merge=args.merge,
             merge_iou=args.merge_iou,
+            tta=args.tta,
         )
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"predict: error: {e}", file=sys.stderr)

@@ -26,7 +26,7 @@ from ..config import select_trunk_and_mode
 from ..data.image_io import read_image_for_model
 from ..checkpoint import load_init_weights
 from ..config import load_config
-from ..engine.defaults import build_model
+from ..engine.defaults import build_model, build_tta_model
 from .export import EXPORT_FORMATS, ExportedModel
 from .tiling import MERGE_METHODS, image_tiles, in_core, merge_detections, shift_instances
 
@@ -176,7 +176,9 @@ class Predictor:
         self.high_bit_depth = high_bit_depth
 
     @classmethod
-    def from_config(cls, config, weights, *, opts: Sequence[str] = (), device=None, **options):
+    def from_config(
+        cls, config, weights, *, opts: Sequence[str] = (), device=None, tta=False, **options
+    ):
         """A predictor for a LazyConfig model and its trained weights.
 
         Args:
@@ -188,6 +190,8 @@ class Predictor:
             opts (list[str]): ``key=value`` config overrides, as for ``tools/train_net.py``.
             device (str or None): "cpu", "cuda", ...; None: the config's ``train.device``
                 (CUDA if available).
+            tta (bool): predict with the config's test-time augmentation (its ``tta`` node,
+                e.g. :class:`~freezedet.inference.tta.DihedralTTA`); not for exported models.
             options: keyword arguments of :class:`Predictor` (``batch_size``,
                 ``score_threshold``, ``tile_size``, ``overlap``, ``merge`` ...).
         """
@@ -206,9 +210,13 @@ class Predictor:
             model = ExportedModel(path=weights, device=cfg.train.device)
         else:
             model = _load_model(cfg, weights)
+        if tta:
+            if isinstance(model, ExportedModel):
+                raise ValueError(f"tta: {weights} is an exported model; predict it without --tta")
+            model = build_tta_model(cfg, model)
         mapper = cfg.dataloader.test.mapper
         metadata = config_metadata(cfg)
-        n = _num_classes(model)
+        n = _num_classes(getattr(model, "model", model))
         classes = metadata.get("thing_classes")
         assert n is None or n == len(classes), (
             f"the model predicts {n} classes but its test dataset {metadata.name!r} has "

@@ -40,6 +40,7 @@ __all__ = [
     "in_core",
     "shift_instances",
     "merge_detections",
+    "fuse_boxes",
 ]
 
 MERGE_METHODS = ("nms", "wbf")
@@ -109,28 +110,57 @@ def shift_instances(instances: Instances, origin, image_size) -> Instances:
     return out
 
 
-def _weighted_box_fusion(instances: Instances, iou_threshold: float) -> Instances:
+def fuse_boxes(instances: Instances, iou_threshold: float, score_divisor: float = None):
+    """Weighted box fusion: visit boxes by decreasing score; a box joins the cluster of its class
+    whose fused box (the score-weighted mean of its members) it overlaps by more than
+    ``iou_threshold``, or starts a new one.
+
+    Args:
+        instances (Instances): detections with pred_boxes, scores, pred_classes.
+        iou_threshold (float): the overlap above which a box joins a cluster.
+        score_divisor (float or None): None keeps each cluster's highest score (tiles: one
+            object seen whole by one tile); a number scores a cluster by the sum of its members'
+            scores divided by it, capped at 1 (test-time views: the number of views, so the
+            score measures how many views agree).
+
+    Returns:
+        Instances: one detection per cluster (its best member's other fields), sorted by
+        decreasing score.
+    """
     order = torch.argsort(instances.scores, descending=True)
     instances = instances[order]
-    boxes, scores, classes = instances.pred_boxes.tensor, instances.scores, instances.pred_classes
-    heads: List[int] = []  # index of each cluster's best (first) box
-    sums = torch.zeros((0, 4), dtype=boxes.dtype)
-    weights = torch.zeros((0,), dtype=boxes.dtype)
-    for i in range(len(boxes)):
-        if heads:
-            fused = sums / weights[:, None]
-            iou = box_iou(boxes[i : i + 1], fused)[0]
-            iou[classes[heads] != classes[i]] = -1
+    boxes, classes = instances.pred_boxes.tensor, instances.pred_classes
+    scores = instances.scores.to(boxes.dtype)
+    weight = scores.clamp(min=1e-6)  # a box of score 0 still counts in its cluster's mean
+    n = len(boxes)
+    heads = torch.zeros(n, dtype=torch.long)  # each cluster's best (first) box
+    sums = torch.zeros((n, 4), dtype=boxes.dtype)  # score-weighted box sums, cluster by cluster
+    weights = torch.zeros(n, dtype=boxes.dtype)
+    totals = torch.zeros(n, dtype=boxes.dtype)  # sums of the members' scores
+    count = 0
+    for i in range(n):
+        if count:
+            iou = box_iou(boxes[i : i + 1], sums[:count] / weights[:count, None])[0]
+            iou[classes[heads[:count]] != classes[i]] = -1
             best = int(torch.argmax(iou))
             if iou[best] > iou_threshold:
-                sums[best] += scores[i] * boxes[i]
-                weights[best] += scores[i]
+                sums[best] += weight[i] * boxes[i]
+                weights[best] += weight[i]
+                totals[best] += scores[i]
                 continue
-        heads.append(i)
-        sums = torch.cat([sums, scores[i] * boxes[i : i + 1]])
-        weights = torch.cat([weights, scores[i : i + 1]])
-    merged = instances[torch.as_tensor(heads, dtype=torch.long)]
-    merged.pred_boxes = Boxes(sums / weights[:, None])
+        heads[count], sums[count], weights[count], totals[count] = (
+            i,
+            weight[i] * boxes[i],
+            weight[i],
+            scores[i],
+        )
+        count += 1
+    merged = instances[heads[:count]]
+    merged.pred_boxes = Boxes(sums[:count] / weights[:count, None])
+    if score_divisor is not None:
+        fused = (totals[:count] / score_divisor).clamp(max=1.0)
+        merged.scores = fused.to(instances.scores.dtype)
+        merged = merged[torch.argsort(merged.scores, descending=True)]
     return merged
 
 
@@ -150,7 +180,7 @@ def merge_detections(instances: Instances, method: str = "nms", iou_threshold: f
     if len(instances) == 0:
         return instances
     if method == "wbf":
-        return _weighted_box_fusion(instances, iou_threshold)
+        return fuse_boxes(instances, iou_threshold)
     keep = batched_nms(
         instances.pred_boxes.tensor, instances.scores, instances.pred_classes, iou_threshold
     )

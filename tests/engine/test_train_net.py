@@ -175,3 +175,44 @@ def test_classes_must_match_the_data(synthetic_run_opts, tmp_path):
     out = str(tmp_path / "classes")
     with pytest.raises(ValueError, match=r"num_classes=3 but dataset 'synthetic_train' has 1 cl"):
         main(_args(synthetic_run_opts, out, opts=["model.roi_heads.num_classes=3"]))
+
+
+def test_tta_node_adds_an_evaluation_after_training_and_with_eval_only(
+    synthetic_run_opts, tmp_path
+):
+    """A recipe's `tta` node: evaluated once after the last iteration (not at every
+    eval_period) and with --eval-only, its results keyed "bbox_TTA" beside "bbox"."""
+    recipe = tmp_path / "with_tta.py"
+    recipe.write_text(
+        "from detectron2.config import LazyCall as L, LazyConfig\n"
+        "from freezedet.inference import DihedralTTA\n"
+        f"_base = LazyConfig.load({CONFIG!r})\n"
+        "model, dataloader, optimizer, train = (_base[k] for k in "
+        "('model', 'dataloader', 'optimizer', 'train'))\n"
+        "lr_multiplier = _base['lr_multiplier']\n"
+        "tta = L(DihedralTTA)(views=2, max_detections=50)\n"
+    )
+    out = str(tmp_path / "run")
+    opts = ["train.max_iter=2", "train.eval_period=1", "train.checkpointer.period=2"]
+    args = _args(synthetic_run_opts, out, opts=opts)
+    args.config_file = str(recipe)
+    results = main(args)
+    assert set(results) == {"bbox", "bbox_TTA"}, results.keys()
+    assert set(results["bbox_TTA"]) >= {"AP", "AP50", "AP75"}
+    evals = [m for m in _metrics(out) if any(k.startswith("bbox") for k in m)]
+    # plain AP after iterations 1 and 2 (eval_period 1); the TTA evaluation once, at the end
+    assert [("bbox/AP" in m, "bbox_TTA/AP" in m) for m in evals] == [
+        (True, False),
+        (True, True),
+    ], evals
+    assert os.path.isdir(os.path.join(out, "inference_TTA"))
+    with open(os.path.join(out, "eval_results.json")) as f:
+        assert set(json.load(f)) == {"bbox", "bbox_TTA"}
+    args = _args(
+        synthetic_run_opts,
+        str(tmp_path / "eval"),
+        flags=["--eval-only"],
+        opts=[f"train.init_checkpoint={out}/model_final.pth"],
+    )
+    args.config_file = str(recipe)
+    assert set(main(args)) == {"bbox", "bbox_TTA"}

@@ -61,7 +61,10 @@ def _evaluate(tmp_path, records, jitter):
     rng = np.random.RandomState(0)
     for r in records:
         boxes = np.array(
-            [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in r["annotations"]],
+            [
+                BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+                for a in r["annotations"]
+            ],
             np.float32,
         ).reshape(-1, 4)
         w = boxes[:, 2:] - boxes[:, :2]

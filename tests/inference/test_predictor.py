@@ -117,3 +117,25 @@ def test_weights_errors_say_what_is_wrong(tmp_path, checkpoints):
     (run / "last_checkpoint").write_text("model_0000099.pth")
     assert resolve_weights(str(run)) == str(run / "model_0000099.pth")
     assert resolve_weights(os.path.dirname(weights)) == weights  # model_final.pth first
+
+
+def test_tta_predictions_fuse_the_views_of_a_real_tile(checkpoints):
+    from detectron2.config import LazyCall as L
+    from freezedet.engine import load_config
+    from freezedet.inference import DihedralTTA
+
+    config, opts, weights = checkpoints("fpn")
+    with pytest.raises(ValueError, match="no tta node"):
+        freezedet.Predictor.from_config(config, weights, opts=opts, device="cpu", tta=True)
+    cfg = load_config(config, opts)
+    cfg.tta = L(DihedralTTA)(views=4, max_detections=40)
+    predictor = freezedet.Predictor.from_config(cfg, weights, device="cpu", tta=True)
+    assert isinstance(predictor.model, DihedralTTA)
+    image = np.ascontiguousarray(_val_images(predictor, 1)[0][:360, :320])  # not square
+    fused = predictor(image)
+    assert fused.image_size == image.shape[:2] and 0 < len(fused) <= 40
+    boxes = fused.pred_boxes.tensor
+    assert (boxes[:, 2] <= image.shape[1] + 1e-3).all() and (
+        boxes[:, 3] <= image.shape[0] + 1e-3
+    ).all()
+    assert (fused.scores <= 1).all() and (fused.scores[:-1] >= fused.scores[1:]).all()
