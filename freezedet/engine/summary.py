@@ -208,6 +208,13 @@ def describe_run(cfg, *, eval_only: bool = False) -> List[str]:
             f"checkpoint every {t.checkpointer.period} iterations; evaluation "
             + (f"every {t.eval_period} iterations" if t.eval_period else "at the end")
         )
+    tta = cfg.get("tta", None)
+    if tta is not None:
+        when = "after" if eval_only else "after the last iteration, after"
+        lines.append(
+            f"test-time augmentation: {_call_repr(tta)}, evaluated {when} the plain model "
+            "(results keyed <task>_TTA)"
+        )
     return lines
 
 

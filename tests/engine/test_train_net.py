@@ -206,6 +206,12 @@ def test_tta_node_adds_an_evaluation_after_training_and_with_eval_only(
         (True, True),
     ], evals
     assert os.path.isdir(os.path.join(out, "inference_TTA"))
+    log = open(os.path.join(out, "log.txt")).read()
+    expected = (
+        "test-time augmentation: DihedralTTA(views=2, max_detections=50), evaluated after the "
+        "last iteration"
+    )
+    assert expected in log, log[:3000]
     with open(os.path.join(out, "eval_results.json")) as f:
         assert set(json.load(f)) == {"bbox", "bbox_TTA"}
     args = _args(
