@@ -65,7 +65,12 @@ def test_demo_runs_the_recipe_on_its_short_schedule():
     assert cfg.train.max_iter == 20  # the user's override wins over the demo schedule
     assert cfg.train.output_dir == "output/demo"
     default = demo_arguments([])
-    assert load_config(default.config_file, default.opts).train.max_iter < 1500
+    demo_cfg = load_config(default.config_file, default.opts)
+    assert demo_cfg.train.max_iter < 1500
+    # the demo reports the recipe's test-time augmentation too (evaluated after training)
+    from freezedet.engine.evaluate import has_tta
+
+    assert has_tta(demo_cfg) and demo_cfg.tta.views == 8
     # milestones are fractions of the schedule: the demo's decay comes at 2/3 of it
     assert instantiate(cfg.lr_multiplier)(0.7) == pytest.approx(0.1)
     other = demo_arguments(["--config-file", "DeepForest/faster_rcnn_fpn.py"])
@@ -79,10 +84,53 @@ def test_cascade_variant_is_the_recipe_with_three_stages(cfg):
     rh = cascade.model.roi_heads
     assert [m.thresholds for m in rh.proposal_matchers] == [[0.5], [0.6], [0.7]]
     assert [p.test_topk_per_image for p in rh.box_predictors] == [300, 300, 300]
-    # everything but the RoI heads is the converged recipe's
+    # the RoI heads, the train augmentations (so no feature cache) and TTA differ from the
+    # converged recipe; the pyramid and the schedule are its own
     assert rh.box_in_features == cfg.model.roi_heads.box_in_features
+    trunk = cascade.model.backbone.bottom_up
+    assert trunk.feature_cache is None and cfg.model.backbone.bottom_up.feature_cache is not None
+    trunk.feature_cache = cfg.model.backbone.bottom_up.feature_cache
     assert cascade.model.backbone == cfg.model.backbone
     assert cascade.lr_multiplier == cfg.lr_multiplier and cascade.optimizer.lr == cfg.optimizer.lr
     rh.batch_size_per_image = 32
     model = instantiate(cascade.model)
     assert isinstance(model.roi_heads, CascadeROIHeads) and model.roi_heads.num_cascade_stages == 3
+
+
+def test_cascade_recipe_jitters_scale_and_colour_and_evaluates_with_tta():
+    import detectron2.data.transforms as T
+    from freezedet.inference import DihedralTTA
+
+    cascade = load_config("DeepForest/cascade_rcnn_fpn_p2_effl0_frozen.py")
+    augs = [instantiate(a) for a in cascade.dataloader.train.mapper.augmentations]
+    kinds = {type(a) for a in augs}
+    assert {RandomRot90, T.RandomFlip, T.ResizeScale, T.FixedSizeCrop} <= kinds
+    assert {T.RandomBrightness, T.RandomContrast, T.RandomSaturation} <= kinds
+    cascade.dataloader.train.num_workers = 0
+    batch = next(iter(instantiate(cascade.dataloader.train)))
+    for d in batch:  # 400 px tiles stay 400 px (jittered, cropped / padded back)
+        assert tuple(d["image"].shape) == (3, 400, 400) and len(d["instances"]) > 0
+    tta = instantiate({**cascade.tta, "model": torch.nn.Identity()})
+    assert isinstance(tta, DihedralTTA) and len(tta.views) == 8
+
+
+def test_demo_summary_line_reports_tta_beside_the_plain_model(capsys):
+    from freezedet.engine.demo import _print_summary
+
+    summary = {
+        "learning_curve": [{"iter": 71, "minutes": 1.5, "AP": 3.0, "AP50": 10.0}],
+        "AP": 10.0,
+        "AP50": 35.0,
+        "TTA": {"AP": 14.0, "AP50": 44.0, "P@0.4": 18.0, "R@0.4": 74.0},
+        "trainable_params": 8.28e6,
+        "total_params": 11.2e6,
+        "s_per_iter_median": 1.25,
+        "peak_mem_mb": 1700,
+        "iterations": 360,
+        "wall_s": 540,
+        "predictions_png": "output/demo/demo_predictions.png",
+    }
+    _print_summary(summary)
+    out = capsys.readouterr().out
+    assert "with test-time augmentation (after iter 360): box AP 14.0 | AP50 44.0" in out
+    assert "freezedet demo: box AP 14.0 | AP50 44.0 (TTA; box AP 10.0 | AP50 35.0 without)" in out

@@ -1,16 +1,41 @@
-# The converged DeepForest recipe (faster_rcnn_fpn_p2_effl0_frozen.py) with Cascade R-CNN heads:
-# the frozen ImageNet EfficientNet-Lite0, P2-P6 FPN, D4 views through the feature cache, the
-# reference LR and milestones, and 3 RoI stages at IoU 0.5 / 0.6 / 0.7. Measured in
-# docs/results/deepforest_convergence.md (run F): what limits AP on these crowns is localisation on
-# unseen canopy (val AP75 ~3), which the later, stricter stages were meant to refine. Result:
-# val AP 13.7 / AP50 43.0 / AP75 3.1 at 1500 iterations (Faster R-CNN recipe: 12.9 / 40.3 / 3.2).
-from ..common.models.cascade_heads import CASCADE_STAGES, make_cascade_roi_heads
-from .faster_rcnn_fpn_p2_effl0_frozen import dataloader, lr_multiplier, model, optimizer, train
+# The DeepForest recipe that meets the accuracy targets (docs/results/deepforest_convergence.md,
+# run H): the converged Faster R-CNN recipe (faster_rcnn_fpn_p2_effl0_frozen.py: the frozen
+# ImageNet EfficientNet-Lite0, P2-P6 FPN, the reference LR and milestones) with
+#   1. Cascade R-CNN heads, 3 RoI stages at IoU 0.5 / 0.6 / 0.7;
+#   2. scale and colour jitter on top of the 8 flips / rotations (so no feature cache);
+#   3. test-time augmentation over the 8 flips / rotations, fused (evaluated after training):
+#      the Faster R-CNN recipe's `tta`, imported with it.
+# Measured at 1500 iterations: val AP 13.2 / AP50 39.3 / AP75 4.0 without TTA, **19.9 / 52.1 /
+# 9.7 with it** (last three evaluations with TTA: 19.3 / 19.8 / 19.9 AP).
+import detectron2.data.transforms as T
+from detectron2.config import LazyCall as L
 
-# Cai & Vasconcelos's (and detectron2's) 0.5 / 0.6 / 0.7, not the backbone_reuse configs'
-# 0.5 / 0.7 / 0.8 (configs/common/models/cascade_heads.py): at val AP75 ~3 a stage trained at
-# IoU 0.8 would see almost no positives on these crowns (matched val IoU ~0.6).
+from freezedet.data.transforms import RandomRot90
+
+from ..common.models.cascade_heads import CASCADE_STAGES, make_cascade_roi_heads
+from .faster_rcnn_fpn_p2_effl0_frozen import dataloader, lr_multiplier, model, optimizer, train, tta
+
+# 1. Cai & Vasconcelos's (and detectron2's) 0.5 / 0.6 / 0.7, not the backbone_reuse configs'
+#    0.5 / 0.7 / 0.8 (configs/common/models/cascade_heads.py): at val AP75 ~3 a stage trained at
+#    IoU 0.8 would see almost no positives on these crowns (matched val IoU ~0.6).
 make_cascade_roi_heads(model.roi_heads, stages=CASCADE_STAGES)
 # <= 61 trees per tile: 300 detections per tile, as the Faster R-CNN recipe
 for _predictor in model.roi_heads.box_predictors:
     _predictor.test_topk_per_image = 300
+
+# 2. A mild scale jitter (x0.8-1.25: the crowns' sizes vary more than that between sites, and
+#    stride 4 still resolves the smallest at 0.8) and brightness / contrast / saturation
+#    (+-20 %: lighting and season differ between the 4 source images). Measured alone (run H vs
+#    run F) it moved val AP by -0.5 and AP50 by -3.7, AP75 +0.9; it is kept because the TTA
+#    result above was measured with it. Continuous jitter makes every view new, so the trunk's
+#    feature cache is off (the frozen trunk still runs without an autograd graph).
+dataloader.train.mapper.augmentations = [
+    L(T.RandomFlip)(horizontal=True),
+    L(RandomRot90)(),
+    L(T.ResizeScale)(min_scale=0.8, max_scale=1.25, target_height=400, target_width=400),
+    L(T.FixedSizeCrop)(crop_size=(400, 400), pad_value=128.0),  # 128: zero after (x - 127) / 128
+    L(T.RandomBrightness)(intensity_min=0.8, intensity_max=1.2),
+    L(T.RandomContrast)(intensity_min=0.8, intensity_max=1.2),
+    L(T.RandomSaturation)(intensity_min=0.8, intensity_max=1.2),
+]
+model.backbone.bottom_up.feature_cache = None
