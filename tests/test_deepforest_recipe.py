@@ -110,7 +110,9 @@ def test_cascade_recipe_jitters_scale_and_colour_and_evaluates_with_tta():
     batch = next(iter(instantiate(cascade.dataloader.train)))
     for d in batch:  # 400 px tiles stay 400 px (jittered, cropped / padded back)
         assert tuple(d["image"].shape) == (3, 400, 400) and len(d["instances"]) > 0
-    tta = instantiate({**cascade.tta, "model": torch.nn.Identity()})
+    from freezedet.engine.defaults import build_tta_model
+
+    tta = build_tta_model(cascade, torch.nn.Identity())
     assert isinstance(tta, DihedralTTA) and len(tta.views) == 8
 
 

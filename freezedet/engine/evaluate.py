@@ -7,7 +7,6 @@ as detectron2's ``DefaultTrainer.test_with_TTA``)."""
 import logging
 import os
 
-
 from detectron2.config import instantiate
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm

@@ -210,18 +210,18 @@ class Predictor:
             model = ExportedModel(path=weights, device=cfg.train.device)
         else:
             model = _load_model(cfg, weights)
-        if tta:
-            if isinstance(model, ExportedModel):
-                raise ValueError(f"tta: {weights} is an exported model; predict it without --tta")
-            model = build_tta_model(cfg, model)
         mapper = cfg.dataloader.test.mapper
         metadata = config_metadata(cfg)
-        n = _num_classes(getattr(model, "model", model))
+        n = _num_classes(model)
         classes = metadata.get("thing_classes")
         assert n is None or n == len(classes), (
             f"the model predicts {n} classes but its test dataset {metadata.name!r} has "
             f"{len(classes)}: {classes}"
         )
+        if tta:
+            if isinstance(model, ExportedModel):
+                raise ValueError(f"tta: {weights} is an exported model; predict it without --tta")
+            model = build_tta_model(cfg, model)
         return cls(
             model=model,
             input_format=mapper.get("image_format", None) or cfg.model.input_format,

@@ -148,12 +148,10 @@ def fuse_boxes(instances: Instances, iou_threshold: float, score_divisor: float 
                 weights[best] += weight[i]
                 totals[best] += scores[i]
                 continue
-        heads[count], sums[count], weights[count], totals[count] = (
-            i,
-            weight[i] * boxes[i],
-            weight[i],
-            scores[i],
-        )
+        heads[count] = i  # a new cluster
+        sums[count] = weight[i] * boxes[i]
+        weights[count] = weight[i]
+        totals[count] = scores[i]
         count += 1
     merged = instances[heads[:count]]
     merged.pred_boxes = Boxes(sums[:count] / weights[:count, None])
