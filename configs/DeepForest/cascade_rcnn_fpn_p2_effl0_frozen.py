@@ -23,12 +23,14 @@ make_cascade_roi_heads(model.roi_heads, stages=CASCADE_STAGES)
 for _predictor in model.roi_heads.box_predictors:
     _predictor.test_topk_per_image = 300
 
-# 2. A mild scale jitter (x0.8-1.25: the crowns' sizes vary more than that between sites, and
-#    stride 4 still resolves the smallest at 0.8) and brightness / contrast / saturation
-#    (+-20 %: lighting and season differ between the 4 source images). Measured alone (run H vs
-#    run F) it moved val AP by -0.5 and AP50 by -3.7, AP75 +0.9; it is kept because the TTA
-#    result above was measured with it. Continuous jitter makes every view new, so the trunk's
-#    feature cache is off (the frozen trunk still runs without an autograd graph).
+# 2. A mild scale jitter (x0.8-1.25, not the reference LSJ's 0.1-2.0 that "Proper Reuse" trains
+#    COCO with, configs/common/data/coco_lsj.py line 25: at x0.1 these 17-73 px crowns would be
+#    2-7 px; the range of the AlignDet views, configs/common/data/deepforest_aligndet.py) and
+#    brightness / contrast / saturation (+-20 %: lighting and season differ between the 4 source
+#    images). Measured alone (run H vs run F) it moved val AP by -0.5 and AP50 by -3.7, AP75
+#    +0.9; it is kept because the TTA result above was measured with it. Continuous jitter makes
+#    every view new, so the trunk's feature cache is off (the frozen trunk still runs without an
+#    autograd graph).
 dataloader.train.mapper.augmentations = [
     L(T.RandomFlip)(horizontal=True),
     L(RandomRot90)(),

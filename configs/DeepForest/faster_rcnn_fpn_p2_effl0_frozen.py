@@ -51,5 +51,5 @@ lr_multiplier = step_schedule(train.max_iter, warmup_iters=100, milestones=REF_7
 #    agree (freezedet/inference/tta.py). It averages out the box noise on unseen crowns that keeps
 #    val AP75 low (section 3 of the write-up). Evaluated once after training, ~8x the cost of a
 #    plain evaluation, results keyed "bbox_TTA" (the plain "bbox" results stay). Measured on the
-#    450-iteration demo schedule: val AP 10.5 / AP50 36.1 plain, 15.1 / 45.8 with TTA.
+#    450-iteration demo schedule (unconverged): val AP 10.5 / AP50 36.1 plain, 15.1 / 45.8 with TTA.
 tta = L(DihedralTTA)(views=8, merge_iou=0.55, max_detections=300)
