@@ -116,6 +116,31 @@ def test_cascade_recipe_jitters_scale_and_colour_and_evaluates_with_tta():
     assert isinstance(tta, DihedralTTA) and len(tta.views) == 8
 
 
+def _of_kind(nodes, kinds):
+    return [n for n in nodes if n._target_ in kinds]
+
+
+def _args(nodes):
+    return [{k: v for k, v in n.items() if k != "_target_"} for n in nodes]
+
+
+def test_recipe_and_aligndet_views_share_one_jitter_definition():
+    import detectron2.data.transforms as T
+
+    cascade = load_config("DeepForest/cascade_rcnn_fpn_p2_effl0_frozen.py")
+    views = load_config("DeepForest/aligndet_pretrain_faster_rcnn_fpn_effl0.py").dataloader.train
+    scale = (T.ResizeScale, T.FixedSizeCrop)
+    colour = (T.RandomBrightness, T.RandomContrast, T.RandomSaturation)
+    ours = cascade.dataloader.train.mapper.augmentations
+    assert _args(_of_kind(ours, scale)) == _args(_of_kind(views.mapper.augmentations, scale))
+    assert _args(_of_kind(ours, colour)) == _args(views.mapper.photometric)
+    resize, crop = [instantiate(n) for n in _of_kind(ours, scale)]
+    assert (resize.min_scale, resize.max_scale) == (0.8, 1.25)
+    assert crop.crop_size == (400, 400) and crop.pad_value == 128.0
+    colours = [instantiate(n) for n in _of_kind(ours, colour)]
+    assert [(c.intensity_min, c.intensity_max) for c in colours] == [(0.8, 1.2)] * 3
+
+
 def test_demo_summary_line_reports_tta_beside_the_plain_model(capsys):
     from freezedet.engine.demo import _print_summary
 

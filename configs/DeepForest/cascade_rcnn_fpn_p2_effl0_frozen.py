@@ -12,6 +12,7 @@ from detectron2.config import LazyCall as L
 
 from freezedet.data.transforms import RandomRot90
 
+from ..common.data.deepforest import colour_jitter, scale_jitter
 from ..common.models.cascade_heads import CASCADE_STAGES, make_cascade_roi_heads
 from .faster_rcnn_fpn_p2_effl0_frozen import dataloader, lr_multiplier, model, optimizer, train, tta
 
@@ -34,10 +35,7 @@ for _predictor in model.roi_heads.box_predictors:
 dataloader.train.mapper.augmentations = [
     L(T.RandomFlip)(horizontal=True),
     L(RandomRot90)(),
-    L(T.ResizeScale)(min_scale=0.8, max_scale=1.25, target_height=400, target_width=400),
-    L(T.FixedSizeCrop)(crop_size=(400, 400), pad_value=128.0),  # 128: zero after (x - 127) / 128
-    L(T.RandomBrightness)(intensity_min=0.8, intensity_max=1.2),
-    L(T.RandomContrast)(intensity_min=0.8, intensity_max=1.2),
-    L(T.RandomSaturation)(intensity_min=0.8, intensity_max=1.2),
+    *scale_jitter(min_scale=0.8, max_scale=1.25),
+    *colour_jitter(intensity=0.2),
 ]
 model.backbone.bottom_up.feature_cache = None

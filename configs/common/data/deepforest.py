@@ -13,6 +13,38 @@ from detectron2.data import (
 from freezedet.data.validate import checked_dataset_dicts
 from freezedet.evaluation import COCOEvaluator
 
+TILE_SIZE = 400  # freezedet/data/deepforest.py cuts the source images into 400 px tiles
+
+
+def scale_jitter(min_scale=0.8, max_scale=1.25, size=TILE_SIZE):
+    """Resize by a random factor, then crop / pad back to ``size`` x ``size`` (a mild LSJ).
+
+    Called while a config file is executed (not a lazy call); returns new LazyCall nodes each
+    time. Used by the Cascade recipe and by the AlignDet views.
+    """
+    return [
+        L(T.ResizeScale)(
+            min_scale=min_scale, max_scale=max_scale, target_height=size, target_width=size
+        ),
+        # 128: zero after the Lite0 trunk's (x - 127) / 128
+        L(T.FixedSizeCrop)(crop_size=(size, size), pad_value=128.0),
+    ]
+
+
+def colour_jitter(intensity=0.2):
+    """Brightness, contrast and saturation each scaled by a random factor in 1 +- ``intensity``.
+
+    Lighting and season differ between the 4 DeepForest source images. Called while a config
+    file is executed; returns new LazyCall nodes each time.
+    """
+    lo, hi = 1.0 - intensity, 1.0 + intensity
+    return [
+        L(T.RandomBrightness)(intensity_min=lo, intensity_max=hi),
+        L(T.RandomContrast)(intensity_min=lo, intensity_max=hi),
+        L(T.RandomSaturation)(intensity_min=lo, intensity_max=hi),
+    ]
+
+
 dataloader = OmegaConf.create()
 
 dataloader.train = L(build_detection_train_loader)(

@@ -10,6 +10,8 @@ from detectron2.data import build_detection_train_loader
 
 from freezedet.data.two_view import TwoViewProposalMapper, proposal_dataset_dicts
 
+from .deepforest import colour_jitter, scale_jitter
+
 dataloader = OmegaConf.create()
 
 # options of tools/selective_search.py (its --config-key default)
@@ -32,16 +34,11 @@ dataloader.train = L(build_detection_train_loader)(
     ),
     mapper=L(TwoViewProposalMapper)(
         augmentations=[
-            L(T.ResizeScale)(min_scale=0.8, max_scale=1.25, target_height=400, target_width=400),
-            L(T.FixedSizeCrop)(crop_size=(400, 400)),
+            *scale_jitter(),
             L(T.RandomFlip)(horizontal=True),
             L(T.RandomFlip)(horizontal=False, vertical=True),
         ],
-        photometric=[
-            L(T.RandomBrightness)(intensity_min=0.8, intensity_max=1.2),
-            L(T.RandomContrast)(intensity_min=0.8, intensity_max=1.2),
-            L(T.RandomSaturation)(intensity_min=0.8, intensity_max=1.2),
-        ],
+        photometric=colour_jitter(),
         image_format="RGB",
         max_proposals=32,
     ),
