@@ -12,8 +12,10 @@ Each variant runs in its own process, one after the other, with the same thread 
 clock is ``train_time_s`` (sum of training step times; evaluation and checkpoint writing
 excluded, they are the same for all variants). Printed: minutes to reach each AP / AP50
 threshold, final AP, and the ratio the frozen path should buy: frozen's minutes to reach the
-fine-tuned model's final AP over the fine-tuned run's minutes. Learning-curve plots (val AP vs
-iteration and vs minutes, training losses) and ``curves.json`` go to ``--out``.
+fine-tuned model's final AP over the fine-tuned run's minutes. When the recipe has a ``tta`` node
+(test-time augmentation, evaluated once after training), each variant's final TTA AP / AP50 is
+printed beside its plain one. Learning-curve plots (val AP vs iteration and vs minutes, training
+losses) and ``curves.json`` go to ``--out``.
 
     python benchmarks/time_to_accuracy.py train.max_iter=450   # the demo schedule of the recipe
 """
@@ -76,8 +78,9 @@ def train_variant(args):
 
 
 def read_curves(run_dir):
-    """Evaluations (iteration, minutes, AP, AP50) and per-iteration losses of a run."""
-    evals, losses, clock = [], {}, {}
+    """Evaluations (iteration, minutes, AP, AP50), per-iteration losses and the final
+    test-time-augmentation result (``bbox_TTA``, None without one) of a run."""
+    evals, losses, clock, tta = [], {}, {}, None
     with open(os.path.join(run_dir, "metrics.json")) as f:
         for line in f:
             m = json.loads(line)
@@ -87,9 +90,11 @@ def read_curves(run_dir):
                 losses[m["iteration"]] = {k: m[k] for k in ("total_loss", *LOSSES) if k in m}
             if "bbox/AP" in m:
                 evals.append({"iter": m["iteration"], "AP": m["bbox/AP"], "AP50": m["bbox/AP50"]})
+            if "bbox_TTA/AP" in m:
+                tta = {"iter": m["iteration"], "AP": m["bbox_TTA/AP"], "AP50": m["bbox_TTA/AP50"]}
     for e in evals:
         e["minutes"] = clock[max(i for i in clock if i <= e["iter"])]
-    return {"evals": evals, "losses": losses, "minutes": max(clock.values())}
+    return {"evals": evals, "losses": losses, "minutes": max(clock.values()), "tta": tta}
 
 
 def minutes_to(evals, metric, value):
@@ -103,13 +108,16 @@ def _fmt(v):
 
 def report(curves, thresholds):
     metrics = [("AP", t) for t in thresholds["AP"]] + [("AP50", t) for t in thresholds["AP50"]]
+    with_tta = any(c.get("tta") for c in curves.values())
     head = ["variant", "min/iter·1000", "train min", "final AP", "final AP50"]
+    head += ["final AP (TTA)", "final AP50 (TTA)"] if with_tta else []
     head += [f"min to {m} {t:g}" for m, t in metrics]
     rows = []
     for v, c in curves.items():
-        last = c["evals"][-1]
+        last, tta = c["evals"][-1], c.get("tta") or {}
         per_k = 1000 * c["minutes"] / (last["iter"] + 1)
         row = [v, f"{per_k:.1f}", f"{c['minutes']:.1f}", f"{last['AP']:.1f}", f"{last['AP50']:.1f}"]
+        row += [_fmt(tta.get("AP")), _fmt(tta.get("AP50"))] if with_tta else []
         rows.append(row + [_fmt(minutes_to(c["evals"], m, t)) for m, t in metrics])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -122,6 +130,12 @@ def report(curves, thresholds):
             lines.append(
                 f"\nfrozen reaches the fine-tuned final {metric} ({target:.1f}) in {ratio} of the "
                 f"fine-tuned run's {ft['minutes']:.1f} training minutes"
+            )
+        fz_tta, ft_tta = curves["frozen"].get("tta"), ft.get("tta")
+        if fz_tta and ft_tta:  # TTA is evaluated once, after training: final values only
+            lines.append(
+                f"\nwith TTA (after training): frozen AP {fz_tta['AP']:.1f} / AP50 "
+                f"{fz_tta['AP50']:.1f}, fine-tuned AP {ft_tta['AP']:.1f} / AP50 {ft_tta['AP50']:.1f}"
             )
     return "\n".join(lines)
 
