@@ -126,16 +126,17 @@ def report(curves, thresholds):
         for metric in ("AP", "AP50"):
             target = ft["evals"][-1][metric]
             t = minutes_to(curves["frozen"]["evals"], metric, target)
-            ratio = "never reached" if t is None else f"{t / ft['minutes']:.2f}x"
+            reaches = "never reaches" if t is None else f"reaches in {t / ft['minutes']:.2f}x"
             lines.append(
-                f"\nfrozen reaches the fine-tuned final {metric} ({target:.1f}) in {ratio} of the "
-                f"fine-tuned run's {ft['minutes']:.1f} training minutes"
+                f"\nfrozen {reaches} the fine-tuned final {metric} ({target:.1f}); the fine-tuned "
+                f"run trained {ft['minutes']:.1f} minutes"
             )
         fz_tta, ft_tta = curves["frozen"].get("tta"), ft.get("tta")
         if fz_tta and ft_tta:  # TTA is evaluated once, after training: final values only
             lines.append(
                 f"\nwith TTA (after training): frozen AP {fz_tta['AP']:.1f} / AP50 "
-                f"{fz_tta['AP50']:.1f}, fine-tuned AP {ft_tta['AP']:.1f} / AP50 {ft_tta['AP50']:.1f}"
+                f"{fz_tta['AP50']:.1f}, fine-tuned AP {ft_tta['AP']:.1f} / AP50 "
+                f"{ft_tta['AP50']:.1f}"
             )
     return "\n".join(lines)
 

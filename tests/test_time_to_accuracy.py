@@ -51,7 +51,13 @@ def test_report_times_thresholds_and_prints_tta_beside_plain(tta_bench, tmp_path
     assert cells == ["frozen", "100.0", "3.0", "16.0", "48.0", "19.0", "57.0", "2.0", "—", "2.0"]
     assert [c.strip() for c in row_ft.split("|")][6:8] == ["21.0", "63.0"]
     # fine-tuned final AP 15 is reached by frozen (16) at 3.0 of the fine-tuned run's 9.0 minutes
-    assert "frozen reaches the fine-tuned final AP (15.0) in 0.33x" in text
+    assert (
+        "frozen reaches in 0.33x the fine-tuned final AP (15.0); the fine-tuned run trained 9.0"
+        in text
+    )
+    ft["evals"][-1]["AP"] = 17.0
+    text = tta_bench.report({"frozen": frozen, "finetune": ft}, {"AP": [10], "AP50": []})
+    assert "frozen never reaches the fine-tuned final AP (17.0)" in text
     assert "with TTA (after training): frozen AP 19.0 / AP50 57.0, fine-tuned AP 21.0" in text
 
 
