@@ -84,14 +84,23 @@ def test_cascade_variant_is_the_recipe_with_three_stages(cfg):
     rh = cascade.model.roi_heads
     assert [m.thresholds for m in rh.proposal_matchers] == [[0.5], [0.6], [0.7]]
     assert [p.test_topk_per_image for p in rh.box_predictors] == [300, 300, 300]
-    # the RoI heads, the train augmentations (so no feature cache) and TTA differ from the
-    # converged recipe; the pyramid and the schedule are its own
+    # the RoI heads, the train augmentations (so no feature cache), TTA and the schedule's length
+    # differ from the converged recipe; the pyramid, LR and milestone fractions are its own
     assert rh.box_in_features == cfg.model.roi_heads.box_in_features
     trunk = cascade.model.backbone.bottom_up
     assert trunk.feature_cache is None and cfg.model.backbone.bottom_up.feature_cache is not None
     trunk.feature_cache = cfg.model.backbone.bottom_up.feature_cache
     assert cascade.model.backbone == cfg.model.backbone
-    assert cascade.lr_multiplier == cfg.lr_multiplier and cascade.optimizer.lr == cfg.optimizer.lr
+    assert cascade.optimizer.lr == cfg.optimizer.lr
+    assert cascade.train.max_iter == 2 * cfg.train.max_iter == 3000
+    assert cascade.train.eval_period * 10 <= cascade.train.max_iter  # evaluated every <= 10 %
+    ours, theirs = instantiate(cascade.lr_multiplier), instantiate(cfg.lr_multiplier)
+    # the same LR curve over the fraction of the schedule, the same 100 warmup iterations
+    for frac in (0.0, 0.5, 0.66, 0.67, 0.94, 0.95, 0.99):
+        assert ours(frac) == pytest.approx(theirs(frac)), frac
+    sched = cascade.lr_multiplier.scheduler
+    assert list(sched.milestones) == [2000, 2833] and sched.num_updates == 3000
+    assert cascade.lr_multiplier.warmup_length * 3000 == pytest.approx(100)
     rh.batch_size_per_image = 32
     model = instantiate(cascade.model)
     assert isinstance(model.roi_heads, CascadeROIHeads) and model.roi_heads.num_cascade_stages == 3
