@@ -42,7 +42,7 @@ dataloader.train.mapper.augmentations = [
 ]
 model.backbone.bottom_up.feature_cache = None
 
-# 4. The Faster R-CNN recipe's schedule doubled (172 epochs of the 35 training tiles), with the
+# 4. The Faster R-CNN recipe's schedule doubled (171 epochs of the 35 training tiles), with the
 #    same warmup and the reference milestones 2/3 and 17/18 (REF_72EP). The convergence
 #    check, measured: at 1500 iterations this recipe scored 13.2 plain / 19.9 with TTA, at 3000
 #    13.8 / 21.4 (+0.6 / +1.5 AP), so 1500 was short of converged with TTA. Whether 6000 would
