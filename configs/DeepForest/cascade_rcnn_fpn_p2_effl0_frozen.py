@@ -45,8 +45,9 @@ model.backbone.bottom_up.feature_cache = None
 # 4. The Faster R-CNN recipe's schedule doubled (171 epochs of the 35 training tiles), with the
 #    same warmup and the reference milestones 2/3 and 17/18 (REF_72EP). The convergence
 #    check, measured: at 1500 iterations this recipe scored 13.2 plain / 19.9 with TTA, at 3000
-#    13.8 / 21.4 (+0.6 / +1.5 AP), so 1500 was short of converged with TTA. Whether 6000 would
-#    gain again is not measured (2x of this schedule: ~4.5 h at one thread).
+#    13.8 / 21.4 (+0.6 / +1.5 AP), so 1500 was short of converged with TTA. The 2x check of this
+#    schedule (6000 iterations) is unfinished: at 4200 it scores 14.9 plain / 21.5 with TTA
+#    (+1.1 / +0.1 AP; docs/results/deepforest_convergence.md).
 train.max_iter = 3000
 train.eval_period = 300  # every 10 % of the schedule
 train.checkpointer.period = 300
