@@ -46,8 +46,9 @@ model.backbone.bottom_up.feature_cache = None
 #    same warmup and the reference milestones 2/3 and 17/18 (REF_72EP). The convergence
 #    check, measured: at 1500 iterations this recipe scored 13.2 plain / 19.9 with TTA, at 3000
 #    13.8 / 21.4 (+0.6 / +1.5 AP), so 1500 was short of converged with TTA. The 2x check of this
-#    schedule (6000 iterations) is unfinished: at 4200 it scores 14.9 plain / 21.5 with TTA
-#    (+1.1 / +0.1 AP; docs/results/deepforest_convergence.md).
+#    schedule (6000 iterations, milestones 4000 / 5666) ends at 14.8 plain / 21.0 with TTA
+#    (+1.0 / -0.4 AP), so 3000 is converged with TTA, at the boundary without it
+#    (docs/results/deepforest_convergence.md).
 train.max_iter = 3000
 train.eval_period = 300  # every 10 % of the schedule
 train.checkpointer.period = 300
