@@ -44,6 +44,7 @@ setup(
         "opencv-contrib-python-headless>=4.5",
         "matplotlib",
         "pycocotools>=2.0.2",
+        "shapely>=2.0",  # detectron2 crops polygon masks with it (LSJ's FixedSizeCrop)
         "fvcore>=0.1.5,<0.1.6",
         "iopath>=0.1.7,<0.1.10",
         "omegaconf>=2.1",

@@ -4,6 +4,8 @@ import os
 
 from detectron2.config import LazyConfig
 
+from .utils.errors import UserFileNotFoundError
+
 __all__ = ["configs_root", "get_config_file", "get_config"]
 
 
@@ -25,7 +27,7 @@ def get_config_file(config_path: str) -> str:
     """Absolute path of a shipped config, e.g. ``"DeepForest/faster_rcnn_fpn.py"``."""
     path = os.path.join(configs_root(), config_path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"{config_path!r} is not a config shipped with freezedet (looked for {path}). "
             f"Available: see {configs_root()}"
         )

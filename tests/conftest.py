@@ -2,14 +2,42 @@
 beside the components that load real data)."""
 
 import os
+import random
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import freezedet  # noqa: F401
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
+
+# The global RNG state every test starts from, whatever ran before it (tests run in random order:
+# pytest-randomly, see setup.cfg).
+TEST_SEED = 0
+
+
+@pytest.fixture(autouse=True)
+def seed_global_rngs():
+    """Seeds Python's ``random``, NumPy's and torch's global generators before every test.
+
+    pytest-randomly reseeds ``random`` and NumPy with its per-run seed but not torch; this fixed
+    seed overrides both, so a test draws the same numbers in any order and under any
+    ``--randomly-seed``. Session / module fixtures are set up before it: they seed themselves."""
+    random.seed(TEST_SEED)
+    np.random.seed(TEST_SEED)
+    torch.manual_seed(TEST_SEED)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """``make test`` runs ``pytest -q``, which hides the header where pytest-randomly prints its
+    seed: repeat it after the results, so a failing order can be replayed."""
+    seed = config.getoption("randomly_seed", None)
+    if seed is not None:
+        terminalreporter.write_line(
+            f"tests ran in random order: replay it with -p randomly --randomly-seed={seed}"
+        )
 
 
 def make_synthetic_dataset(root, n=4, size=128, seed=0):

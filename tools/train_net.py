@@ -10,6 +10,7 @@ logic lives in ``freezedet.engine``; ``python -m freezedet.engine.launch`` is th
 
 import importlib.util
 import os
+import sys
 
 
 def _argument_parser():
@@ -27,5 +28,9 @@ def _argument_parser():
 if __name__ == "__main__":
     args = _argument_parser().parse_args()
     from freezedet.engine.launch import run  # noqa: E402  (after parsing: see _argument_parser)
+    from freezedet.utils.errors import DEBUG_ENV, call_main  # noqa: E402
 
-    run(args)
+    if args.debug:  # also in the processes --num-gpus starts
+        os.environ[DEBUG_ENV] = "1"
+    # an input error (bad data, config, arguments): one paragraph, exit status 2
+    sys.exit(call_main(run, args, prog="freezedet"))

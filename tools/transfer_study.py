@@ -20,6 +20,7 @@ import sys
 
 from freezedet.analysis.study import expand_runs, load_study, parse_shard, run_command, run_study
 from freezedet.analysis.transfer import collect_from_table, collect_study
+from freezedet.utils.errors import run_tool
 
 
 def main(argv=None):
@@ -74,4 +75,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

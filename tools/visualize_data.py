@@ -14,6 +14,7 @@ or from a registered dataset with LSJ and, optionally, Simple Copy-Paste::
 
 import argparse
 import logging
+import sys
 
 from detectron2.config import instantiate
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -28,6 +29,7 @@ from freezedet.data.copy_paste import (
 )
 from freezedet.data.mapper import FileNamingMapper
 from freezedet.engine import load_config
+from freezedet.utils.errors import run_tool
 
 
 def parse_args(argv=None):
@@ -97,4 +99,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

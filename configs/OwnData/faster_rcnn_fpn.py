@@ -1,4 +1,4 @@
-# Faster R-CNN + FPN for your own COCO-format data (README "Your own data"). A generic start,
+# Faster R-CNN + FPN for your own COCO-format data (docs/getting_started.md). A generic start,
 # tuned to no dataset; each choice is printed when a run starts. Set the json files / image
 # folders and the number of classes in your config. Trunk and mode are overrides (default: the
 # frozen ImageNet EfficientNet-Lite0), e.g. `trunk.name=effl2 trunk.mode=finetune`.

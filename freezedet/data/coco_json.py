@@ -22,6 +22,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.utils.file_io import PathManager
 
+from ..utils.errors import UserFileNotFoundError, UserKeyError, UserValueError
 from .validate import checked_dataset_dicts
 
 __all__ = ["REQUIRED_FIELDS", "check_coco_json", "coco_json_dataset", "load_json_with_fields"]
@@ -41,12 +42,26 @@ def check_coco_json(json_file: str) -> dict:
         dict: the parsed json.
 
     Raises:
-        FileNotFoundError, ValueError, KeyError: naming the file and the missing / bad key.
+        UserFileNotFoundError, UserValueError, UserKeyError: naming the file and the missing /
+            bad key (an annotation's ``category_id`` that is not in ``categories`` included).
     """
     local = PathManager.get_local_path(json_file)
     if not os.path.isfile(local):
-        raise FileNotFoundError(f"COCO json {json_file!r} does not exist")
-    return load_json_with_fields(json_file, REQUIRED_FIELDS, "a COCO json")
+        raise UserFileNotFoundError(
+            f"COCO json {json_file!r} does not exist; set json_file to your annotation file"
+        )
+    data = load_json_with_fields(json_file, REQUIRED_FIELDS, "a COCO json")
+    known = {c["id"] for c in data["categories"]}
+    unknown = [a for a in data["annotations"] if a["category_id"] not in known]
+    if unknown:
+        ids = sorted({a["category_id"] for a in unknown}, key=str)
+        raise UserKeyError(
+            f"{json_file}: {len(unknown)} annotation(s) have a category_id that is not in "
+            f"'categories' (category_id {', '.join(map(str, ids[:10]))}; annotation id "
+            f"{unknown[0].get('id')}, image_id {unknown[0]['image_id']}; 'categories' has ids "
+            f"{sorted(known, key=str)[:10]}). Add the missing categories or fix those annotations."
+        )
+    return data
 
 
 def load_json_with_fields(json_file: str, required: dict, kind: str) -> dict:
@@ -57,23 +72,27 @@ def load_json_with_fields(json_file: str, required: dict, kind: str) -> dict:
         try:
             data = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{json_file}: not valid JSON ({e})") from e
+            raise UserValueError(f"{json_file}: not valid JSON ({e})") from e
     if not isinstance(data, dict):
-        raise ValueError(
+        raise UserValueError(
             f"{json_file}: the top level is a {type(data).__name__}, not an object with "
             f"{sorted(required)}"
         )
     for key, fields in required.items():
         if key not in data:
-            raise KeyError(
+            raise UserKeyError(
                 f"{json_file}: missing top-level key '{key}' ({kind} needs {sorted(required)})"
             )
         if not isinstance(data[key], list):
-            raise ValueError(f"{json_file}: '{key}' is a {type(data[key]).__name__}, not a list")
+            raise UserValueError(
+                f"{json_file}: '{key}' is a {type(data[key]).__name__}, not a list"
+            )
         for i, item in enumerate(data[key]):
             missing = [k for k in fields if not isinstance(item, dict) or k not in item]
             if missing:
-                raise KeyError(f"{json_file}: {key}[{i}] lacks {missing} ({kind} needs {fields})")
+                raise UserKeyError(
+                    f"{json_file}: {key}[{i}] lacks {missing} ({kind} needs {fields})"
+                )
     return data
 
 
@@ -111,7 +130,7 @@ def coco_json_dataset(
     """
     unset = [k for k, v in (("json_file", json_file), ("image_root", image_root)) if not v]
     if unset:
-        raise ValueError(
+        raise UserValueError(
             f"coco_json_dataset(name={name!r}): {' and '.join(unset)} not set; set them in your "
             f"config, e.g. dataloader.train.dataset.{unset[0]}=... (and dataloader.test.dataset)"
         )
@@ -119,7 +138,7 @@ def coco_json_dataset(
         meta = MetadataCatalog.get(name)
         registered = (meta.get("json_file"), meta.get("image_root"))
         if not (_same_path(registered[0], json_file) and _same_path(registered[1], image_root)):
-            raise ValueError(
+            raise UserValueError(
                 f"dataset {name!r} is already registered with json_file={registered[0]!r}, "
                 f"image_root={registered[1]!r}; cannot re-register it with "
                 f"json_file={json_file!r}, image_root={image_root!r}. Use another name."
@@ -127,7 +146,7 @@ def coco_json_dataset(
     else:
         check_coco_json(json_file)
         if not PathManager.isdir(image_root):
-            raise FileNotFoundError(
+            raise UserFileNotFoundError(
                 f"image_root {image_root!r} (the image folder of {json_file}) does not exist"
             )
         register_coco_instances(name, {}, json_file, image_root)

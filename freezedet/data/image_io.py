@@ -21,12 +21,13 @@ from PIL import Image, UnidentifiedImageError
 from detectron2.data.detection_utils import _apply_exif_orientation, convert_PIL_to_numpy
 from detectron2.utils.file_io import PathManager
 
+from ..utils.errors import UserError
 from .bit_depth import is_high_bit_depth, parse_rule, to_uint8
 
 __all__ = ["ImageReadError", "UnsupportedImageError", "read_image_for_model"]
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError, ValueError):
     """A file that cannot be read as an image (missing, not an image, truncated)."""
 
 

@@ -30,6 +30,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_lvis_json
 from detectron2.utils.file_io import PathManager
 
+from ..utils.errors import UserFileNotFoundError, UserValueError
 from .coco_json import load_json_with_fields
 from .validate import checked_dataset_dicts
 
@@ -80,7 +81,7 @@ def check_lvis_json(json_file: str) -> dict:
         FileNotFoundError, ValueError, KeyError: naming the file and the missing / bad key.
     """
     if not PathManager.isfile(json_file):
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"LVIS json {json_file!r} does not exist. "
             + _HOW_TO_GET.format(root=builtin_dataset_root())
         )
@@ -134,7 +135,7 @@ def register_lvis_json(name: str, json_file: str, image_root: str) -> None:
     """
     data = check_lvis_json(json_file)
     if not PathManager.isdir(image_root):
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"image_root {image_root!r} (images of {json_file}) does not exist. "
             + _HOW_TO_GET.format(root=builtin_dataset_root())
         )
@@ -177,7 +178,7 @@ def lvis_json_dataset(
     if name in DatasetCatalog.list():
         meta = MetadataCatalog.get(name)
         if (meta.get("json_file"), meta.get("image_root")) != (json_file, image_root):
-            raise ValueError(
+            raise UserValueError(
                 f"dataset {name!r} is already registered with json_file="
                 f"{meta.get('json_file')!r}, image_root={meta.get('image_root')!r}; cannot "
                 f"re-register it with json_file={json_file!r}, image_root={image_root!r}. "

@@ -3,9 +3,10 @@ pre-training (Li et al., "AlignDet: Aligning Pre-training and Fine-tuning in Obj
 ICCV 2023).
 
 :class:`TwoViewProposalMapper` draws the geometric augmentations (scale jitter, crop, flip) and
-one photometric op independently for each view, transforms the image's cached selective-search
-proposals with each view's transform, and keeps only the proposals that survive in *both* views,
-in the same order: row ``i`` of view 1 and row ``i`` of view 2 are the same proposal
+one photometric op independently for each view, clips the image's cached selective-search
+proposals to the part of the image both views show (:func:`align_proposals`), transforms them
+with each view's transform, and keeps only the proposals large enough in *both* views, in the
+same order: row ``i`` of view 1 and row ``i`` of view 2 are the same proposal
 (``instances.proposal_ids`` holds its index in the image's proposal list). This alignment is
 what the box-domain contrastive loss uses as positive pairs.
 
@@ -28,7 +29,7 @@ from detectron2.utils.file_io import PathManager
 from .proposals import load_proposals_into_dicts
 from .validate import checked_dataset_dicts
 
-__all__ = ["TwoViewProposalMapper", "proposal_dataset_dicts", "transform_proposals"]
+__all__ = ["TwoViewProposalMapper", "align_proposals", "proposal_dataset_dicts"]
 
 
 def proposal_dataset_dicts(
@@ -56,21 +57,66 @@ def proposal_dataset_dicts(
     return load_proposals_into_dicts(records, proposal_file, params=params)
 
 
-def transform_proposals(
-    boxes: np.ndarray, transforms: T.TransformList, image_size, min_size: float
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Apply a view's transforms to XYXY_ABS proposals and clip them to ``image_size`` (h, w).
+def _axis_map(transforms: T.TransformList, image_size) -> Tuple[np.ndarray, np.ndarray]:
+    """(scale, offset), each (2,) for (x, y): ``transforms`` maps an original point ``p`` to
+    ``scale * p + offset``. Resizes, crops, pads and flips compose to such a map; anything else
+    (a rotation) is refused, since the boxes of the two views could then not cover the same
+    content."""
+    h, w = image_size
+    pts = np.array([[0.0, 0.0], [w, h], [0.3 * w, 0.7 * h]])
+    out = transforms.apply_coords(pts.astype(np.float32)).astype(np.float64)
+    scale = (out[1] - out[0]) / pts[1]
+    offset = out[0]
+    assert np.allclose(out[2], scale * pts[2] + offset, atol=1e-3 * max(h, w)), (
+        f"view transforms {transforms.transforms} are not an axis-aligned resize / crop / pad / "
+        "flip: the two views' proposals cannot be aligned"
+    )
+    return scale, offset
+
+
+def align_proposals(
+    boxes: np.ndarray,
+    views: Sequence[Tuple[T.TransformList, Tuple[int, int]]],
+    image_size: Tuple[int, int],
+    min_size: float,
+) -> Tuple[np.ndarray, List[np.ndarray]]:
+    """Proposals of one image in several views that cover the same image content in every view.
+
+    A view shows a window of the original image (a crop cuts it, a pad adds no content). Each
+    proposal is clipped to the intersection of the views' windows *before* it is transformed,
+    so a proposal cut by one view's crop is cut the same way in the other views; clipping each
+    view separately would pair a partial box in one view with the whole box in another.
+
+    Args:
+        boxes (ndarray): (N, 4) XYXY_ABS proposals in original image coordinates.
+        views (list[tuple[TransformList, tuple[int, int]]]): each view's transforms and its
+            image's (h, w).
+        image_size (tuple[int, int]): (h, w) of the original image.
+        min_size (float): a proposal narrower or lower than this (px) in any view is dropped.
 
     Returns:
-        (keep, boxes): a boolean mask, False where the clipped width or height is below
-        ``min_size`` px, and the transformed (N, 4) boxes (all of them, so row ``i`` is still
-        proposal ``i``).
+        (keep, view_boxes): a boolean mask of the proposals kept and, per view, the transformed
+        (N, 4) boxes (all rows, so row ``i`` is still proposal ``i``).
     """
-    out = transforms.apply_box(boxes.astype(np.float32)).reshape(-1, 4)
     h, w = image_size
-    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
-    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
-    keep = ((out[:, 2] - out[:, 0]) >= min_size) & ((out[:, 3] - out[:, 1]) >= min_size)
+    window = np.array([0.0, 0.0, w, h])
+    maps = [_axis_map(transforms, image_size) for transforms, _ in views]
+    for (scale, offset), (vh, vw) in zip(maps, (size for _, size in views)):
+        corners = (np.array([[0.0, 0.0], [vw, vh]]) - offset) / scale  # view frame -> original
+        window[:2] = np.maximum(window[:2], corners.min(0))
+        window[2:] = np.minimum(window[2:], corners.max(0))
+    clipped = boxes.astype(np.float64).reshape(-1, 4).copy()
+    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(window[0], max(window[0], window[2]))
+    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(window[1], max(window[1], window[3]))
+    keep = np.ones(len(clipped), dtype=bool)
+    out = []
+    for transforms, (vh, vw) in views:
+        b = transforms.apply_box(clipped.astype(np.float32)).reshape(-1, 4)
+        # the window is inside the view; clipping only absorbs float rounding
+        b[:, [0, 2]] = b[:, [0, 2]].clip(0, vw)
+        b[:, [1, 3]] = b[:, [1, 3]].clip(0, vh)
+        keep &= ((b[:, 2] - b[:, 0]) >= min_size) & ((b[:, 3] - b[:, 1]) >= min_size)
+        out.append(b)
     return keep, out
 
 
@@ -110,7 +156,9 @@ class TwoViewProposalMapper:
         self.max_proposals = max_proposals
         self.min_size = min_size
 
-    def _view(self, image: np.ndarray):
+    def draw_view(self, image: np.ndarray) -> Tuple[np.ndarray, T.TransformList]:
+        """One view of ``image``: the augmented image and the transforms applied (geometric,
+        then the photometric op), drawn from ``np.random``."""
         aug_input = T.AugInput(image)
         transforms = self.augmentations(aug_input)
         if self.photometric:
@@ -132,16 +180,14 @@ class TwoViewProposalMapper:
             BoxMode.XYXY_ABS,
         )
         dataset_dict.pop("proposal_objectness_logits", None)
-        views, keep = [], np.ones(len(boxes), dtype=bool)
-        for _ in range(2):
-            view_image, transforms = self._view(image)
-            k, view_boxes = transform_proposals(
-                boxes, transforms, view_image.shape[:2], self.min_size
-            )
-            keep &= k
-            views.append((view_image, view_boxes))
+        views = [self.draw_view(image) for _ in range(2)]
+        keep, view_boxes = align_proposals(
+            boxes, [(t, im.shape[:2]) for im, t in views], image.shape[:2], self.min_size
+        )
         ids = np.nonzero(keep)[0][: self.max_proposals]
-        dataset_dict["views"] = [self._to_model_input(im, b[ids], ids) for im, b in views]
+        dataset_dict["views"] = [
+            self._to_model_input(im, b[ids], ids) for (im, _), b in zip(views, view_boxes)
+        ]
         return dataset_dict
 
     def _to_model_input(self, image: np.ndarray, boxes: np.ndarray, ids: np.ndarray) -> dict:

@@ -7,9 +7,10 @@ drop-in for detectron2's ``get_detection_dataset_dicts`` in configs, for registe
 :func:`~freezedet.data.lvis.lvis_json_dataset`, all with the same options:
 
 - an image file that is missing or (with ``verify_images``) cannot be fully decoded (a truncated
-  JPEG included) is an error naming the file and the dataset, or, with
-  ``skip_bad_images=True``, a record dropped and counted in one warning. Decoding is done once
-  per file: results are cached by path, size and modification time
+  JPEG included), or whose decoded size (after its EXIF orientation, as detectron2 reads it)
+  differs from the record's ``width`` / ``height``, is an error naming the file and the
+  dataset, or, with ``skip_bad_images=True``, a record dropped and counted in one warning.
+  Decoding is done once per file: results are cached by path, size and modification time
   (``<cache_root()>/image_checks``), so a second run only stats the files;
 - an image that is not 8-bit (16-bit, 32-bit integer or float) is refused, naming the file and
   the ``high_bit_depth`` option, unless that option names a conversion rule
@@ -19,6 +20,8 @@ drop-in for detectron2's ``get_detection_dataset_dicts`` in configs, for registe
 - boxes are clipped to the image; boxes that are degenerate (no area, NaN) or entirely outside
   it are dropped, with a count per dataset in the log;
 - a dataset left with zero usable images is an error that says why.
+
+Errors are :class:`~freezedet.utils.errors.UserError` s: tools print them without a traceback.
 
 Evaluation reads ground truth from the annotation file, not from these records:
 :func:`bad_ground_truth` lists the annotations that no detection could ever match, and
@@ -40,8 +43,10 @@ from detectron2.data import MetadataCatalog, get_detection_dataset_dicts
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
-from .bit_depth import HighBitDepthError, is_high_bit_depth, open_uint8, parse_rule
+from ..utils.errors import UserFileNotFoundError, UserKeyError, UserValueError
 from ..utils.file_io import atomic_open, cache_root
+from .bit_depth import HighBitDepthError, is_high_bit_depth, open_uint8, parse_rule
+from .image_io import ImageReadError
 
 __all__ = [
     "bad_ground_truth",
@@ -52,7 +57,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
+_EXIF_ORIENTATION = 0x0112
 
 
 def _local_file(path: str) -> Optional[str]:
@@ -67,19 +73,31 @@ def _local_file(path: str) -> Optional[str]:
     return None
 
 
-def _decode(path: str) -> Tuple[Optional[str], Optional[str]]:
-    """(problem, PIL mode) of a local image file, decoding all of its pixels."""
+def _oriented_size(im: Image.Image) -> Tuple[int, int]:
+    """(width, height) of ``im`` after its EXIF orientation, as detectron2's ``read_image``
+    returns it (orientations 5-8 transpose the image)."""
+    try:
+        orientation = im.getexif().get(_EXIF_ORIENTATION)
+    except Exception:  # as detectron2: a broken EXIF block is ignored
+        orientation = None
+    return (im.height, im.width) if orientation in (5, 6, 7, 8) else (im.width, im.height)
+
+
+def _decode(path: str) -> Tuple[Optional[str], Optional[str], Optional[Tuple[int, int]]]:
+    """(problem, PIL mode, oriented (width, height)) of a local image file, decoding all of its
+    pixels."""
     try:
         with Image.open(path) as im:
-            mode = im.mode
+            mode, size = im.mode, _oriented_size(im)
             im.load()  # decodes everything: a truncated file fails here, not in a worker later
     except Exception as e:  # PIL raises many types for a corrupt file
-        return f"cannot be decoded ({type(e).__name__}: {e})", None
-    return None, mode
+        return f"cannot be decoded ({type(e).__name__}: {e})", None, None
+    return None, mode, size
 
 
 class _CheckCache:
-    """``{path: [size, mtime_ns, mode]}`` of images that decoded, one json file per dataset."""
+    """``{path: [size, mtime_ns, mode, width, height]}`` of images that decoded (width, height
+    after EXIF orientation), one json file per dataset."""
 
     def __init__(self, cache_dir: str, name: str):
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
@@ -94,14 +112,15 @@ class _CheckCache:
         except (OSError, ValueError, KeyError, AttributeError):
             pass  # no cache yet, or an unreadable one: check again
 
-    def mode(self, path: str, stat: os.stat_result) -> Optional[str]:
+    def get(self, path: str, stat: os.stat_result) -> Optional[Tuple[str, Tuple[int, int]]]:
+        """(mode, (width, height)) of an unchanged checked file, else None."""
         entry = self.entries.get(path)
         if entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
-            return entry[2]
+            return entry[2], (entry[3], entry[4])
         return None
 
-    def add(self, path: str, stat: os.stat_result, mode: str):
-        self.entries[path] = [stat.st_size, stat.st_mtime_ns, mode]
+    def add(self, path: str, stat: os.stat_result, mode: str, size: Tuple[int, int]):
+        self.entries[path] = [stat.st_size, stat.st_mtime_ns, mode, *size]
         self.dirty = True
 
     def save(self):
@@ -114,38 +133,39 @@ class _CheckCache:
 
 
 def _inspect_images(paths: Sequence[str], verify: bool, cache: _CheckCache, counts: Counter):
-    """{path: (problem or None, PIL mode or None)} for the unique ``paths``."""
+    """{path: (problem or None, PIL mode or None, (width, height) or None)} for the unique
+    ``paths``."""
     out, to_decode = {}, []
     for path in paths:
         local = _local_file(path)
         if local is None:  # a remote PathManager path: existence only
-            out[path] = (None if PathManager.exists(path) else "does not exist", None)
+            out[path] = (None if PathManager.exists(path) else "does not exist", None, None)
             continue
         try:
             stat = os.stat(local)
         except OSError:
-            out[path] = ("does not exist", None)
+            out[path] = ("does not exist", None, None)
             continue
         if not os.path.isfile(local):
-            out[path] = ("is not a file", None)
+            out[path] = ("is not a file", None, None)
         elif not verify:
-            out[path] = (None, None)
+            out[path] = (None, None, None)
         else:
-            mode = cache.mode(os.path.abspath(local), stat)
-            if mode is None:
+            cached = cache.get(os.path.abspath(local), stat)
+            if cached is None:
                 to_decode.append((path, local, stat))
             else:
-                out[path] = (None, mode)
+                out[path] = (None, *cached)
                 counts["cached"] += 1
     if to_decode:
         workers = min(8, os.cpu_count() or 1, len(to_decode))
         with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL decodes without the GIL
             results = list(pool.map(lambda t: _decode(t[1]), to_decode))
-        for (path, local, stat), (problem, mode) in zip(to_decode, results):
-            out[path] = (problem, mode)
+        for (path, local, stat), (problem, mode, size) in zip(to_decode, results):
+            out[path] = (problem, mode, size)
             counts["decoded"] += 1
             if problem is None:
-                cache.add(os.path.abspath(local), stat, mode)
+                cache.add(os.path.abspath(local), stat, mode, size)
     return out
 
 
@@ -197,6 +217,37 @@ def _fix_boxes(record: dict, counts: Counter) -> dict:
     return dict(record, annotations=kept)
 
 
+_SIZE_SKIPPED = "images whose size differs from their width / height skipped"
+
+
+def _size_problem(record: dict, size: Optional[Tuple[int, int]]) -> Optional[str]:
+    """Why the decoded (EXIF-oriented) ``size`` disagrees with the record's width / height."""
+    w, h = record.get("width"), record.get("height")
+    if size is None or w is None or h is None or tuple(size) == (w, h):
+        return None
+    hint = (
+        " (the file's EXIF orientation rotates it; detectron2 reads it rotated)"
+        if tuple(size) == (h, w)
+        else ""
+    )
+    return (
+        f"is {size[0]}x{size[1]} (width x height) as read{hint}, but its annotations say "
+        f"{w}x{h}: boxes would be misplaced and detectron2's mapper fails on it. Correct width "
+        "/ height in the annotation file (and the boxes, if they were drawn on another size)"
+    )
+
+
+def _bad_image_error(name: str, file_name: str, problem: str) -> Exception:
+    message = (
+        f"dataset {name!r}: image {file_name} {problem}. Fix or remove it, or skip such "
+        "records with skip_bad_images=True (e.g. dataloader.train.dataset.skip_bad_images=True;"
+        " on a test set their ground truth is left out of the evaluation, with a count)."
+    )
+    if problem in ("does not exist", "is not a file"):
+        return UserFileNotFoundError(message)
+    return ImageReadError(message)
+
+
 def check_records(
     records: List[dict],
     *,
@@ -211,8 +262,8 @@ def check_records(
     Args:
         records (list[dict]): detectron2 dataset dicts.
         name (str): the dataset's name, for messages and the check cache.
-        skip_bad_images (bool): drop missing / undecodable images with a counted warning
-            instead of failing.
+        skip_bad_images (bool): drop missing / undecodable images (and those whose size differs
+            from the record's) with a counted warning instead of failing.
         verify_images (bool): decode every image once (cached); existence is always checked.
         high_bit_depth (str): what to do with images that are not 8-bit: "error", or a rule of
             :mod:`freezedet.data.bit_depth` ("percentile", "percentile:LOW,HIGH",
@@ -226,17 +277,15 @@ def check_records(
     paths = list(dict.fromkeys(r["file_name"] for r in records))
     inspected = _inspect_images(paths, verify_images, cache, stats)
     cache.save()
-    out = []
+    out, skipped = [], []
     for r in records:
-        problem, mode = inspected[r["file_name"]]
+        problem, mode, size = inspected[r["file_name"]]
+        problem = problem or _size_problem(r, size)
         if problem is not None:
             if not skip_bad_images:
-                raise FileNotFoundError(
-                    f"dataset {name!r}: image {r['file_name']} {problem}. Fix or remove it, "
-                    "or skip such records with skip_bad_images=True "
-                    f"(e.g. dataloader.train.dataset.skip_bad_images=True)."
-                )
-            counts["unreadable images skipped"] += 1
+                raise _bad_image_error(name, r["file_name"], problem)
+            counts["unreadable images skipped" if size is None else _SIZE_SKIPPED] += 1
+            skipped.append(os.path.basename(r["file_name"]))
             continue
         if mode is not None and is_high_bit_depth(mode):
             if high_bit_depth == "error":
@@ -258,9 +307,14 @@ def check_records(
             f"({stats['cached']} unchanged since an earlier check, {cache.path})"
         )
     if counts:
-        logger.warning(f"dataset {name!r}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+        logger.warning(
+            f"dataset {name!r}: "
+            + ", ".join(f"{n} {k}" for k, n in counts.items())
+            + (f" (skipped: {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''})"
+               if skipped else "")  # fmt: skip
+        )
     if not out:
-        raise ValueError(
+        raise UserValueError(
             f"dataset {name!r} has no usable image ({len(records)} records, "
             f"{dict(counts) or 'none readable'}); check its image root and annotations."
         )
@@ -327,13 +381,31 @@ def _check_annotation_files(names: Sequence[str]):
         json_file = _missing_json_file(name)
         if json_file:
             root = os.getenv("DETECTRON2_DATASETS", "datasets")
-            raise FileNotFoundError(
+            raise UserFileNotFoundError(
                 f"dataset {name!r}: annotation file {json_file} does not exist. detectron2's "
                 f"built-in datasets are read from $DETECTRON2_DATASETS (now {root!r}; see "
                 "detectron2's docs, 'Use Builtin Datasets', for the expected layout): download "
                 "the data there, set DETECTRON2_DATASETS, or register your copy under another "
                 "name (freezedet.data.coco_json / freezedet.data.lvis)."
             )
+
+
+def _load_dataset_dicts(names, **kwargs) -> List[dict]:
+    """``get_detection_dataset_dicts`` (no filtering); detectron2's KeyError for an annotation
+    whose category_id is not among the json's categories names the json and the fix."""
+    try:
+        return get_detection_dataset_dicts(names, filter_empty=False, **kwargs)
+    except KeyError as e:
+        if "Encountered category_id" not in str(e):
+            raise
+        files = [
+            MetadataCatalog.get(n).get("json_file", n)
+            for n in ([names] if isinstance(names, str) else names)
+        ]
+        raise UserKeyError(
+            f"{' or '.join(map(str, files))}: {e.args[0]} Every annotation's category_id must "
+            "be the id of an entry of 'categories': add the category or fix the annotation."
+        ) from e
 
 
 def checked_dataset_dicts(
@@ -359,7 +431,7 @@ def checked_dataset_dicts(
     """
     label = names if isinstance(names, str) else ",".join(names)
     _check_annotation_files([names] if isinstance(names, str) else names)
-    records = get_detection_dataset_dicts(names, filter_empty=False, **kwargs)
+    records = _load_dataset_dicts(names, **kwargs)
     records = check_records(
         records,
         name=label,
@@ -370,5 +442,8 @@ def checked_dataset_dicts(
     if filter_empty:
         records = [r for r in records if r.get("annotations")]
         if not records:
-            raise ValueError(f"dataset {label!r} has no image with a usable box")
+            raise UserValueError(
+                f"dataset {label!r} has no image with a usable box (every image's annotations "
+                "are empty or were dropped, see the counts above); check its annotation file"
+            )
     return records

@@ -85,6 +85,12 @@ def argument_parser(epilog: str = EXAMPLES, prog: str = "train_net.py") -> argpa
         help="override train.device (cpu / cuda); default: cuda if present",
     )
     parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an input error (bad data, config, arguments), which is "
+        "otherwise one paragraph; FREEZEDET_DEBUG=1 does the same",
+    )
+    parser.add_argument(
         "opts",
         default=None,
         nargs=argparse.REMAINDER,

@@ -4,6 +4,7 @@ model, the optimizer and the trainer built from a LazyConfig."""
 
 import logging
 import os
+import warnings
 
 import torch
 from omegaconf import OmegaConf
@@ -28,11 +29,30 @@ __all__ = [
     "build_optimizer",
     "build_tta_model",
     "build_trainer",
+    "filter_known_warnings",
     "setup_run",
     "write_output_text",
 ]
 
 logger = logging.getLogger("freezedet")
+
+
+# Third-party warnings that are understood and harmless here: (message regex, category, module).
+KNOWN_WARNINGS = (
+    # detectron2 0.6's anchor generator calls torch.meshgrid without `indexing`; it relies on the
+    # "ij" default, which is what the warning says a future release will require to be explicit
+    (r"torch\.meshgrid: in an upcoming release", UserWarning, r"torch\.functional"),
+    # fvcore's VFlipTransform wraps a read-only image in a tensor only to flip it into a copy; the
+    # tensor is never written to
+    (r"The given NumPy array is not writable", UserWarning, r"fvcore\.transforms\.transform"),
+)
+
+
+def filter_known_warnings():
+    """Silence :data:`KNOWN_WARNINGS` (each by message, category and the module that warns), in
+    this process and the data-loader workers it forks later."""
+    for message, category, module in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
 
 
 def build_model(cfg):
@@ -99,19 +119,34 @@ def write_output_text(cfg, name: str, text: str):
         atomic_write_text(text, os.path.join(cfg.train.output_dir, name))
 
 
+def _environment_report() -> str:
+    """detectron2's ``collect_env_info``, without the console warning torch logs when the
+    report's first import of ``torch.utils.cpp_extension`` finds no CUDA toolkit ("No CUDA
+    runtime is found, using CUDA_HOME=..."): the report itself says where CUDA_HOME points."""
+    cpp_logger = logging.getLogger("torch.utils.cpp_extension")
+    level = cpp_logger.level
+    cpp_logger.setLevel(logging.ERROR)
+    try:
+        return collect_env_info()
+    finally:
+        cpp_logger.setLevel(level)
+
+
 def setup_run(cfg, args):
     """detectron2's ``default_setup``, with a console a person can read: loggers (console and
     ``log.txt``, no colour codes in the file), ``env.txt`` (detectron2's environment report),
-    ``config.yaml`` (the full config), seeds (``train.seed``: -1 random, else seed + rank) and
+    ``config.yaml`` (the full config), known third-party warnings filtered
+    (:func:`filter_known_warnings`), seeds (``train.seed``: -1 random, else seed + rank) and
     cudnn benchmark (``train.cudnn_benchmark``, training only)."""
     out = cfg.train.output_dir
     rank = comm.get_rank()
+    filter_known_warnings()
     if comm.is_main_process():
         PathManager.mkdirs(out)
     for name in ("fvcore", "detectron2", "freezedet"):
         setup_logger(out, distributed_rank=rank, name=name)
     if comm.is_main_process():
-        write_output_text(cfg, "env.txt", collect_env_info() + "\n")
+        write_output_text(cfg, "env.txt", _environment_report() + "\n")
         LazyConfig.save(cfg, os.path.join(out, "config.yaml"))
     logger.info(
         f"freezedet run: rank {rank} of {comm.get_world_size()}, {cfg.train.device}, torch "

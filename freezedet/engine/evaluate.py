@@ -17,7 +17,7 @@ from .defaults import build_tta_model
 from .loaders import instantiate_loader
 from .summary import check_classes, check_same_classes, model_detections_per_image
 
-__all__ = ["do_test", "do_test_tta", "has_tta"]
+__all__ = ["check_test_data", "do_test", "do_test_tta", "has_tta"]
 
 logger = logging.getLogger("freezedet")
 
@@ -57,6 +57,23 @@ def do_test_tta(cfg, model):
     logger.info(f"evaluating with test-time augmentation: {type(wrapped).__name__}")
     results = _test_one(cfg, wrapped, output_subdir="inference_TTA")
     return {f"{task}_TTA": metrics for task, metrics in results.items()}
+
+
+def check_test_data(cfg):
+    """Load the test dataset and build the evaluator once before training, so that bad test data
+    stops the run (or warns) at its start, not after training: unreadable test images, images
+    whose size differs from the json's, ground-truth boxes no detection can match, more objects
+    in an image than AP counts, a class count that disagrees with the model."""
+    if "evaluator" not in cfg.dataloader:
+        return
+    test = cfg.dataloader.get("test", None)
+    dataset = test.get("dataset", None) if test is not None else None
+    if dataset is not None:
+        instantiate(dataset)  # registers the evaluator's dataset; checks its images
+        check_classes(cfg, dataset)
+    evaluator_cfg = cfg.dataloader.evaluator.copy()
+    evaluator_cfg.output_dir = _evaluator_output_dir(cfg)
+    instantiate(evaluator_cfg)  # checks the ground truth it reads
 
 
 def _evaluator_output_dir(cfg):

@@ -27,4 +27,12 @@ def run(args):
 
 
 if __name__ == "__main__":
-    run(argument_parser(prog="python -m freezedet.engine.launch").parse_args())
+    import os
+    import sys
+
+    from ..utils.errors import DEBUG_ENV, call_main
+
+    args = argument_parser(prog="python -m freezedet.engine.launch").parse_args()
+    if args.debug:
+        os.environ[DEBUG_ENV] = "1"
+    sys.exit(call_main(run, args, prog="freezedet"))

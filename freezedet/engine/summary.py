@@ -13,6 +13,7 @@ from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
 
 from ..data.catalog import dataset_names
+from ..utils.errors import UserValueError
 
 __all__ = [
     "check_cacheable_augmentations",
@@ -240,7 +241,7 @@ def check_classes(cfg, dataset_cfg, names: Optional[Sequence[str]] = None):
         return
     key = "model.roi_heads.num_classes" if "roi_heads" in cfg.model else "model.num_classes"
     shown = ", ".join(classes[:10]) + (" ..." if len(classes) > 10 else "")
-    raise ValueError(
+    raise UserValueError(
         f"{key}={num_classes} but dataset {names[0]!r} has {len(classes)} classes ({shown}); "
         f"set {key}={len(classes)}."
     )
@@ -263,7 +264,7 @@ def check_same_classes(cfg):
         f"{names[1][0]!r} has {list(test)[:10]}"
     )
     if sorted(train) == sorted(test):
-        raise ValueError(
+        raise UserValueError(
             f"{message}: the same classes in another order, so class indices would not "
             "correspond. Use jsons with the same categories (same ids and names)."
         )
@@ -296,7 +297,7 @@ def check_cacheable_augmentations(augmentations) -> None:
             why = f"short_edge_length={lengths}, sample_style={style!r} samples a new size"
         else:
             why = "it is random (crop, scale jitter or photometric) or unknown to the cache check"
-        raise ValueError(
+        raise UserValueError(
             f"feature cache refused: train augmentation {name} ({why}), so trunk inputs never "
             "repeat and cached features would never be reused. Use only flips, 90-degree "
             "rotations and a finite choice of sizes, or set the trunk's feature_cache=None."
@@ -311,14 +312,14 @@ def check_feature_cache_config(cfg) -> None:
         return
     for t in trunks:
         if t.get("mode", "frozen") != "frozen":
-            raise ValueError(
+            raise UserValueError(
                 f"feature cache refused: trunk mode={t.get('mode')!r}; only a frozen trunk "
                 "computes the same features in every epoch."
             )
     mapper = cfg.dataloader.train.get("mapper")
     target = mapper.get("_target_") if mapper is not None else None
     if getattr(target, "__name__", None) != "DatasetMapper":
-        raise ValueError(
+        raise UserValueError(
             f"feature cache refused: train mapper {target} is not detectron2's DatasetMapper, "
             "whose augmentations the cache check understands."
         )

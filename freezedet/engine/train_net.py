@@ -8,18 +8,23 @@ a named step: CPU multi-process (gloo) runs, AMP only where it exists (CUDA), gr
 (:mod:`~freezedet.engine.resumable`), ``metrics.json`` on disk before each checkpoint
 (:mod:`~freezedet.engine.writers`), AlignDet → detector initialisation
 (:func:`~freezedet.checkpoint.load_init_weights`), s/iter and peak memory in ``metrics.json``, a
-start-of-run summary of the recipe's choices (:mod:`~freezedet.engine.summary`), and a readable
-log: versions, the full config and the model printout go to ``env.txt``, ``config.yaml`` and
-``model.txt`` in the output directory, not to the console.
+start-of-run summary of the recipe's choices (:mod:`~freezedet.engine.summary`), a readable
+log (versions, the full config and the model printout go to ``env.txt``, ``config.yaml`` and
+``model.txt`` in the output directory, not to the console; a progress line after the first
+iteration and at least every 30 s: :class:`~freezedet.engine.writers.ProgressWriter`), and a
+SIGTERM that ends training as Ctrl-C does (the data loader's worker processes end with it).
 
 The command line is in :mod:`freezedet.engine.launch` (``python -m freezedet.engine.launch``).
 """
 
+import contextlib
 import json
 import logging
 import os
 import resource
+import signal
 import sys
+import threading
 import time
 
 import torch
@@ -32,12 +37,14 @@ from detectron2.utils.events import CommonMetricPrinter, TensorboardXWriter
 from .. import compat
 from ..analysis.params import format_parameter_table, parameter_table
 from ..checkpoint import AtomicDetectionCheckpointer, load_init_weights
+from ..checkpoint.checkpointer import PeriodicCheckpointer
 from ..config import load_config, resolve_config_file
+from ..utils.errors import UserValueError
 from .defaults import build_model, build_optimizer, build_trainer, setup_run, write_output_text
-from .evaluate import do_test, do_test_tta, has_tta
+from .evaluate import check_test_data, do_test, do_test_tta, has_tta
 from .resumable import ResumableTrainLoader, RNGStateHook, TrainLoaderStart, WeightSyncCheck
 from .summary import check_feature_cache_config, describe_run
-from .writers import MetricsFlush, MetricsJSONWriter
+from .writers import MetricsFlush, MetricsJSONWriter, ProgressWriter
 
 __all__ = ["do_train", "main", "peak_memory_mb"]
 
@@ -86,6 +93,7 @@ class _StepStats(hooks.HookBase):
 def do_train(args, cfg):
     """Train (resuming if asked); returns the model and the last evaluation's results."""
     check_feature_cache_config(cfg)  # the model's trunk against the train augmentations
+    check_test_data(cfg)  # bad evaluation data stops the run now, not after training
     model = build_model(cfg)
     logger.info(
         f"model: {type(model).__name__} (printed to model.txt), parameters:\n"
@@ -102,7 +110,8 @@ def do_train(args, cfg):
     if main_process:
         metrics = MetricsJSONWriter(os.path.join(cfg.train.output_dir, "metrics.json"))
         out, max_iter = cfg.train.output_dir, cfg.train.max_iter
-        writers = [CommonMetricPrinter(max_iter), TensorboardXWriter(out), metrics]
+        writers = [TensorboardXWriter(out), metrics]
+        printer = CommonMetricPrinter(max_iter)
     last_eval = {}
 
     def evaluate():
@@ -127,7 +136,7 @@ def do_train(args, cfg):
             # metrics.json on disk before the checkpoint of the same iteration (writers.py)
             MetricsFlush(metrics, period=cfg.train.checkpointer.period) if main_process else None,
             (
-                hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
+                PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
                 if main_process
                 else None
             ),
@@ -136,6 +145,7 @@ def do_train(args, cfg):
             # period 0: only after the last iteration, after the plain evaluation
             hooks.EvalHook(0, evaluate_tta) if has_tta(cfg) else None,
             hooks.PeriodicWriter(writers, period=cfg.train.log_period) if main_process else None,
+            ProgressWriter([printer], period=cfg.train.log_period) if main_process else None,
         ]
     )
     resume = args.resume and checkpointer.has_checkpoint()
@@ -148,8 +158,36 @@ def do_train(args, cfg):
         load_init_weights(
             model, cfg.train.init_checkpoint, aligndet_transfer=cfg.train.get("aligndet_transfer")
         )
-    trainer.train(trainer.iter + 1 if resume else 0, cfg.train.max_iter)
+    start_iter = trainer.iter + 1 if resume else 0
+    if main_process:
+        # lines of the iterations this run trains again (written after its checkpoint was saved)
+        dropped = metrics.drop_from(start_iter)
+        if dropped:
+            logger.info(f"metrics.json: {dropped} lines of iterations >= {start_iter} removed")
+    with _sigterm_exits():
+        trainer.train(start_iter, cfg.train.max_iter)
     return model, dict(last_eval)
+
+
+@contextlib.contextmanager
+def _sigterm_exits():
+    """While training, SIGTERM raises ``SystemExit(143)`` as SIGINT raises KeyboardInterrupt:
+    Python's default action for SIGTERM ends the process at once, and the data loader's worker
+    processes outlived it; an exception unwinds training and the interpreter's exit ends them.
+    (Only the main thread can set signal handlers; elsewhere this does nothing.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum, frame):
+        logger.warning(f"{signal.Signals(signum).name}: stopping training")
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _say_where_training_starts(cfg, args, checkpointer):
@@ -181,7 +219,7 @@ def _load_eval_weights(cfg, model, allow_missing: bool):
         "to evaluate anyway."
     )
     if not init and not allow_missing:
-        raise ValueError(
+        raise UserValueError(
             "--eval-only without weights: train.init_checkpoint is empty, so the detector would "
             f"be evaluated with randomly initialised heads (AP ~0). {hint}"
         )
@@ -189,7 +227,7 @@ def _load_eval_weights(cfg, model, allow_missing: bool):
     stats = getattr(checkpointer, "last_load_stats", None)
     if stats and stats["missing"] and not allow_missing:
         missing = checkpointer.last_missing_keys
-        raise ValueError(
+        raise UserValueError(
             f"--eval-only: {init} leaves {stats['missing']} of "
             f"{stats['matched'] + stats['missing']} model weight tensors uninitialised (e.g. "
             f"{', '.join(missing[:3])}): the detector would be evaluated with random parts. Is it "

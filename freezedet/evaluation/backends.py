@@ -120,7 +120,12 @@ def evaluate_coco_faster(
 
 
 def evaluate_lvis_faster(
-    lvis_gt, results: Sequence[Dict], iou_type: str, *, max_dets_per_image: int = 300
+    lvis_gt,
+    results: Sequence[Dict],
+    iou_type: str,
+    *,
+    max_dets_per_image: int = 300,
+    img_ids: Optional[Sequence[int]] = None,
 ) -> Dict[str, float]:
     """LVIS metrics (``LVIS_METRICS``, in percent, as detectron2's LVISEvaluator reports) of
     ``results`` (json category ids) with ``COCOeval_faster(..., lvis_style=True)``.
@@ -129,6 +134,7 @@ def evaluate_lvis_faster(
         lvis_gt: a ``faster_coco_eval.COCO`` of the LVIS json (categories need ``frequency``).
         iou_type (str): "bbox" or "segm".
         max_dets_per_image (int): LVIS keeps the top 300 results per image (over all classes).
+        img_ids (list[int] or None): evaluate only these images.
     """
     from faster_coco_eval import COCOeval_faster
 
@@ -138,6 +144,8 @@ def evaluate_lvis_faster(
     results = limit_dets_per_image(_for_task(results, iou_type), max_dets_per_image)
     dt = lvis_gt.loadRes(results)
     ev = COCOeval_faster(lvis_gt, dt, iou_type, lvis_style=True, print_function=logger.debug)
+    if img_ids is not None:
+        ev.params.imgIds = list(img_ids)
     ev.params.maxDets = [max_dets_per_image]
     ev.run()
     stats = ev.stats_as_dict

@@ -11,17 +11,18 @@ from detectron2.utils.file_io import PathManager
 
 from ..compat import HAS_COMPILED_OPS
 from ..data.validate import bad_ground_truth, forget_stale_coco_conversion
+from ..utils.errors import UserValueError
 from .backends import evaluate_coco_faster, faster_coco_gt, resolve_backend
 from .box_pr import box_precision_recall, boxes_from_coco_results
+from .ground_truth import (
+    auto_max_dets,
+    dense_images_message,
+    left_out_ids,
+    left_out_message,
+    objects_per_image,
+)
 
 __all__ = ["COCOEvaluator", "auto_max_dets"]
-
-
-def auto_max_dets(max_objects: int) -> int:
-    """Detections per image counted by COCO AP for ``max_dets_per_image="auto"``: twice the most
-    objects in one ground-truth image, at least COCO's 100 (room for false positives ranked above
-    true ones, so AP is not capped by the count on the busiest image)."""
-    return max(100, 2 * int(max_objects))
 
 
 class COCOEvaluator(_D2COCOEvaluator):
@@ -34,7 +35,9 @@ class COCOEvaluator(_D2COCOEvaluator):
     Ground truth no detection can ever match (a box of width or height <= 0, or entirely outside
     its image: :func:`~freezedet.data.validate.bad_ground_truth`) is an error naming the
     annotation file and ids: counting it would lower AP silently. An image with more objects than
-    ``max_dets_per_image`` is warned about (AP is capped there); ``"auto"`` avoids that.
+    ``max_dets_per_image`` is warned about, naming it (AP is capped there); ``"auto"`` avoids
+    that. Ground-truth images that got no prediction (skipped from the test set as unreadable)
+    are left out of AP, with a warning counting their images and objects (``left_out``).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class COCOEvaluator(_D2COCOEvaluator):
         self.backend = resolve_backend(backend)
         self._box_pr = dict(box_pr) if box_pr else None
         self._faster_gt = None
+        self.left_out = {"images": 0, "objects": 0}
         forget_stale_coco_conversion(dataset_name)  # converted again below, into output_dir
         auto = max_dets_per_image == "auto"
         super().__init__(
@@ -101,28 +105,56 @@ class COCOEvaluator(_D2COCOEvaluator):
                 f"id {b['id']} (image {b['image_id']}, bbox {b['bbox']}: {b['problem']})"
                 for b in bad[:5]
             )
-            raise ValueError(
+            raise UserValueError(
                 f"{source}: {len(bad)} ground-truth annotation(s) no detection can ever match: "
                 f"{shown}{' ...' if len(bad) > 5 else ''}. COCO AP would count them as missed "
                 "objects and be silently lower. Fix or remove them in the annotation file "
                 "(COCO bbox is [x, y, width, height], width and height > 0)."
             )
-        per_image = [
-            sum(not a.get("iscrowd", 0) for a in anns) for anns in self._coco_api.imgToAnns.values()
-        ]
-        most = max(per_image, default=0)
+        api = self._coco_api
+        self._objects = objects_per_image(api.dataset.get("images", []), api.anns.values())
+        most = max(self._objects.values(), default=0)
         if auto:
             self._max_dets_per_image = [1, 10, auto_max_dets(most)]
             self._logger.info(
                 f"max_dets_per_image=auto: {self._max_dets_per_image[-1]} detections per image "
                 f"(the busiest image of {self._metadata.name} has {most} objects)"
             )
-        elif most > self._max_dets_per_image[-1]:
-            self._logger.warning(
-                f"{self._metadata.name}: an image has {most} objects but AP counts at most "
-                f"{self._max_dets_per_image[-1]} detections per image, so recall and AP are "
-                "capped; set dataloader.evaluator.max_dets_per_image=auto (or a number)."
+            return
+        message = dense_images_message(
+            self._objects,
+            {i: im.get("file_name") for i, im in api.imgs.items()},
+            self._max_dets_per_image[-1],
+            source=self._metadata.name,
+            fix="Set dataloader.evaluator.max_dets_per_image=auto (or a number)",
+        )
+        if message:
+            self._logger.warning(message)
+
+    def _predicted_image_ids(self, predictions):
+        """The ground-truth image ids that got a prediction (detectron2's evaluator records one
+        for every image the loader delivered, detections or not), or None when all did; the
+        others are left out of AP with a warning (their objects would count as missed)."""
+        api = self._coco_api
+        gt_ids = api.getImgIds()
+        seen = {p["image_id"] for p in predictions}
+        missing = left_out_ids(gt_ids, seen)
+        if not missing:
+            return None
+        self.left_out = {
+            "images": len(missing),
+            "objects": sum(self._objects.get(i, 0) for i in missing),
+        }
+        self._logger.warning(
+            left_out_message(
+                gt_ids,
+                seen,
+                self._objects,
+                {i: im.get("file_name") for i, im in api.imgs.items()},
+                source=self._metadata.name,
             )
+        )
+        return [i for i in gt_ids if i in seen]
 
     def _unmapped_results(self, predictions):
         results = list(itertools.chain(*[x["instances"] for x in predictions]))
@@ -138,6 +170,8 @@ class COCOEvaluator(_D2COCOEvaluator):
         return results
 
     def _eval_predictions(self, predictions, img_ids=None):
+        if img_ids is None and self._do_evaluation:
+            img_ids = self._predicted_image_ids(predictions)
         if self.backend == "pycocotools":
             super()._eval_predictions(predictions, img_ids=img_ids)
         else:

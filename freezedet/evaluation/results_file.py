@@ -9,6 +9,11 @@ Ground truth in COCO or LVIS format (LVIS: categories carry ``frequency``; detec
 carry a ``file_name`` (``tools/predict.py`` writes one) are matched to the ground-truth image
 whose ``file_name`` is the longest trailing part of it (``a.png`` matches
 ``/data/images/a.png``), so image ids need not agree.
+
+AP counts at most ``--max-dets`` detections per image (COCO: 100, LVIS: 300): an image with more
+ground-truth objects is warned about, naming it; ``--max-dets auto`` counts twice the busiest
+image, as training's ``max_dets_per_image="auto"``. Bad input files are
+:class:`~freezedet.utils.errors.UserError` s (one paragraph, exit status 2).
 """
 
 import argparse
@@ -17,12 +22,12 @@ import io
 import json
 import logging
 import os
-import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 from detectron2.utils.logger import create_small_table
 
 from ..data.coco_json import load_json_with_fields
+from ..utils.errors import UserFileNotFoundError, UserKeyError, UserValueError
 from .backends import (  # _for_task: segm areas from masks, as detectron2 evaluates them
     LVIS_METRICS,
     _for_task,
@@ -31,6 +36,7 @@ from .backends import (  # _for_task: segm areas from masks, as detectron2 evalu
     faster_coco_gt,
     resolve_backend,
 )
+from .ground_truth import auto_max_dets, dense_images_message, objects_per_image
 
 __all__ = ["COCO_METRICS", "evaluate_results_file", "match_file_names", "main"]
 
@@ -70,7 +76,7 @@ def match_file_names(results: List[dict], images: List[dict]) -> List[dict]:
             ids = by_suffix.get(parts[-k:])
             if ids:
                 if len(set(ids)) > 1:
-                    raise ValueError(
+                    raise UserValueError(
                         f"result file {name} matches {len(set(ids))} ground-truth images by "
                         f"'{'/'.join(parts[-k:])}' (ids {sorted(set(ids))[:5]}); give results "
                         "with paths that tell them apart"
@@ -92,19 +98,19 @@ def match_file_names(results: List[dict], images: List[dict]) -> List[dict]:
 
 def _load_results(path: str) -> List[dict]:
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"results file {path} does not exist")
+        raise UserFileNotFoundError(f"results file {path} does not exist")
     with open(path) as f:
         try:
             results = json.load(f)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
+            raise UserValueError(f"{path}: not valid JSON ({e})") from e
     if not isinstance(results, list):
-        raise ValueError(f"{path}: a results file is a json list of detections, not an object")
+        raise UserValueError(f"{path}: a results file is a json list of detections, not an object")
     for i, r in enumerate(results):
         missing = [k for k in ("category_id", "score") if k not in r]
         missing += [] if ("image_id" in r or "file_name" in r) else ["image_id or file_name"]
         if missing:
-            raise KeyError(f"{path}: result {i} lacks {missing}")
+            raise UserKeyError(f"{path}: result {i} lacks {missing}")
     return results
 
 
@@ -139,7 +145,7 @@ def evaluate_results_file(
     tasks: Optional[Sequence[str]] = None,
     format: str = "auto",
     backend: str = "faster_coco_eval",
-    max_dets: Optional[int] = None,
+    max_dets: Union[int, str, None] = None,
 ) -> Dict[str, Dict[str, float]]:
     """COCO (or LVIS) metrics of a results file.
 
@@ -150,7 +156,9 @@ def evaluate_results_file(
         format (str): "coco", "lvis" or "auto" (LVIS if the categories have ``frequency``).
         backend (str): "faster_coco_eval" (falls back with a warning) or "pycocotools" (with
             the ``lvis`` package for LVIS).
-        max_dets (int or None): detections per image considered; None: COCO's 100, LVIS's 300.
+        max_dets (int, "auto" or None): detections per image considered; None: COCO's 100,
+            LVIS's 300 (with a warning naming an image that has more objects); "auto": twice
+            the most objects in one image, at least 100.
 
     Returns:
         dict: ``{task: {metric: value in percent}}`` (COCO: AP, AP50, AP75, APs, APm, APl;
@@ -160,20 +168,21 @@ def evaluate_results_file(
     results = _load_results(results_json)
     if format == "auto":
         format = "lvis" if all("frequency" in c for c in gt["categories"]) else "coco"
-    assert format in ("coco", "lvis"), f"format={format!r}: 'coco', 'lvis' or 'auto'"
+    if format not in ("coco", "lvis"):
+        raise UserValueError(f"format={format!r}: 'coco', 'lvis' or 'auto'")
     if results and all("file_name" in r for r in results):
         results = match_file_names(results, gt["images"])
     known = {c["id"] for c in gt["categories"]}
     unknown = sorted({r["category_id"] for r in results} - known)
     if unknown:
-        raise ValueError(
+        raise UserValueError(
             f"{results_json}: category ids {unknown[:10]} are not in {gt_json} (ids "
             f"{sorted(known)[:10]}...); were the results written for another dataset?"
         )
     if tasks is None:
         tasks = ["bbox"] + (["segm"] if results and "segmentation" in results[0] else [])
     backend = resolve_backend(backend)
-    max_dets = max_dets or (300 if format == "lvis" else 100)
+    max_dets = _max_dets(gt, gt_json, max_dets, default=300 if format == "lvis" else 100)
     metrics = {}
     for task in tasks:
         if format == "lvis":
@@ -195,8 +204,43 @@ def evaluate_results_file(
     return metrics
 
 
+def _max_dets(gt: dict, gt_json: str, max_dets: Union[int, str, None], *, default: int) -> int:
+    """The detections per image to count: ``max_dets``, ``default`` for None (warning when an
+    image has more objects), or :func:`auto_max_dets` of the busiest image for "auto"."""
+    counts = objects_per_image(gt["images"], gt["annotations"])
+    if max_dets == "auto":
+        max_dets = auto_max_dets(max(counts.values(), default=0))
+        logger.info(f"--max-dets auto: {max_dets} detections per image")
+        return max_dets
+    try:
+        max_dets = int(max_dets or default)
+    except ValueError:
+        raise UserValueError(f"--max-dets {max_dets!r}: a number or 'auto'") from None
+    message = dense_images_message(
+        counts,
+        {im["id"]: _image_file_name(im) for im in gt["images"]},
+        max_dets,
+        source=gt_json,
+        fix="Pass --max-dets auto (or a number)",
+    )
+    if message:
+        logger.warning(message)
+    return max_dets
+
+
+def _max_dets_arg(value: str) -> Union[int, str]:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: a number or 'auto'") from None
+
+
 def main(argv=None) -> int:
-    """``tools/evaluate.py``; returns the exit status (2: bad input files)."""
+    """``tools/evaluate.py``; returns the exit status. Bad input files raise
+    :class:`~freezedet.utils.errors.UserError` (the tool prints it as one paragraph, status 2:
+    :func:`freezedet.utils.errors.run_tool`)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--gt", required=True, help="ground-truth json (COCO or LVIS format)")
     p.add_argument("--results", required=True, help="results json (a list of detections)")
@@ -205,22 +249,24 @@ def main(argv=None) -> int:
     p.add_argument(
         "--backend", choices=("faster_coco_eval", "pycocotools"), default="faster_coco_eval"
     )
-    p.add_argument("--max-dets", type=int, default=None, help="per image (COCO 100, LVIS 300)")
+    p.add_argument(
+        "--max-dets",
+        type=_max_dets_arg,
+        default=None,
+        help="detections per image AP counts (default COCO 100, LVIS 300; warns when an image "
+        "has more objects); 'auto': twice the busiest image, as training's auto",
+    )
     p.add_argument("--output", default=None, help="also write the metrics to this json")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        metrics = evaluate_results_file(
-            args.gt,
-            args.results,
-            tasks=args.tasks,
-            format=args.format,
-            backend=args.backend,
-            max_dets=args.max_dets,
-        )
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"evaluate: error: {e}", file=sys.stderr)
-        return 2
+    metrics = evaluate_results_file(
+        args.gt,
+        args.results,
+        tasks=args.tasks,
+        format=args.format,
+        backend=args.backend,
+        max_dets=args.max_dets,
+    )
     for task, values in metrics.items():
         print(f"{task}:\n{create_small_table(values)}")
     if args.output:

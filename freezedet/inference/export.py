@@ -35,6 +35,7 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
 from ..modeling.backbone.frozen_runtime import fold_frozen_batchnorm
+from .cli import EXPORT_FORMATS
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -46,7 +47,6 @@ __all__ = [
     "onnx_available",
 ]
 
-EXPORT_FORMATS = {"torchscript": ".ts", "onnx": ".onnx"}
 ONNX_OPSET = 17
 
 

@@ -1,8 +1,13 @@
 """The logic behind ``tools/predict.py``: predict a trained model on image files, write one
 picture per image and one COCO results json.
 
-    python tools/predict.py --config-file configs/DeepForest/faster_rcnn_fpn.py \
-        --weights output/DeepForest/faster_rcnn_fpn/effl0_frozen --input images/ --output preds/
+    python tools/predict.py --run output/DeepForest/faster_rcnn_fpn/effl0_frozen \
+        --input images/ --output preds/
+
+``--run`` is a training run's output directory: its ``config.yaml`` (the config as trained) and
+its weights; a config file with ``--weights`` works too. The config's datasets are not loaded:
+the class names come from the dataset's metadata or json categories
+(:func:`~freezedet.inference.predictor.config_metadata`).
 
 An image that cannot be read (or has no conversion rule, e.g. 16-bit) is reported with its file
 name and skipped; the other images are still predicted, and the exit status is then 1.
@@ -25,10 +30,11 @@ from detectron2.data.detection_utils import convert_image_to_rgb
 from detectron2.utils.logger import setup_logger
 
 from ..data.image_io import ImageReadError
+from ..engine.defaults import filter_known_warnings
 from ..utils.file_io import atomic_open
+from .cli import predict_argument_parser
 from .predictor import Predictor
 from .results import draw_instances, instances_to_results
-from .tiling import MERGE_METHODS
 
 __all__ = ["argument_parser", "collect_images", "predict_images", "main"]
 
@@ -36,51 +42,8 @@ logger = logging.getLogger(__name__)
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Predict a trained freezedet model on images: one PNG with the detections "
-        "drawn per image and one COCO results json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--config-file", required=True, help="the model's LazyConfig")
-    p.add_argument(
-        "--weights",
-        required=True,
-        help="checkpoint (.pth), or a training output dir (its model_final.pth / last checkpoint)",
-    )
-    p.add_argument(
-        "--input",
-        nargs="+",
-        required=True,
-        help="image files, folders (their image files, not recursive) or glob patterns",
-    )
-    p.add_argument("--output", required=True, help="folder for the PNGs and results.json")
-    p.add_argument(
-        "--score-threshold",
-        type=float,
-        default=0.5,
-        help="drop detections below this score, in the pictures and the json (for AP "
-        "evaluation use a low value, e.g. 0.05)",
-    )
-    p.add_argument("--device", default=None, help="cpu / cuda; default: cuda if available")
-    p.add_argument("--batch-size", type=int, default=4, help="images (or tiles) per model call")
-    p.add_argument("--tile", type=int, default=None, help="predict in tiles of SIZE px")
-    p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction")
-    p.add_argument("--merge", choices=MERGE_METHODS, default="nms", help="merging across tiles")
-    p.add_argument("--merge-iou", type=float, default=0.5, help="IoU of duplicates across tiles")
-    p.add_argument(
-        "--tta",
-        action="store_true",
-        help="test-time augmentation as the config's tta node sets it (e.g. the 8 flips and "
-        "rotations of an aerial tile, fused): ~8x slower, more accurate boxes",
-    )
-    p.add_argument("--no-pictures", action="store_true", help="write results.json only")
-    p.add_argument(
-        "--opts",
-        nargs=argparse.REMAINDER,
-        default=[],
-        help="key=value config overrides (last: everything after it is an override)",
-    )
-    return p
+    """The arguments of ``tools/predict.py`` (:mod:`freezedet.inference.cli`)."""
+    return predict_argument_parser()
 
 
 def _image_extensions() -> set:
@@ -207,6 +170,7 @@ def main(argv=None) -> int:
     arguments)."""
     args = argument_parser().parse_args(argv)
     setup_logger(name="freezedet")
+    filter_known_warnings()
     try:
         files, skipped = collect_images(args.input)
         predictor = Predictor.from_config(
@@ -221,8 +185,9 @@ def main(argv=None) -> int:
             merge=args.merge,
             merge_iou=args.merge_iou,
             tta=args.tta,
+            tta_views=args.tta_views,
         )
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (FileNotFoundError, ValueError, KeyError, ImportError) as e:
         print(f"predict: error: {e}", file=sys.stderr)
         return 2
     for f in skipped:

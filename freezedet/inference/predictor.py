@@ -1,7 +1,11 @@
 """Predicting with a trained LazyConfig model: detectron2's ``DefaultPredictor`` for freezedet.
 
-``Predictor.from_config(config, weights)`` builds the model of a LazyConfig, loads a checkpoint
-(or a training output directory's final / last checkpoint) and prepares each image as the
+``Predictor.from_config(run_dir)`` builds the model of a training run as it was trained (the
+``config.yaml`` the run wrote, with every override it was trained with) and loads the run's
+weights; ``Predictor.from_config(config, weights)`` does the same for a LazyConfig and a
+checkpoint (or a training output directory's final / last checkpoint). The class names come from
+the config's test dataset without loading it (registered metadata, or the categories of its json
+file), so predicting never reads or checks the dataset's images. Each image is prepared as the
 config's test data loader does: read and converted by
 :func:`~freezedet.data.image_io.read_image_for_model` in the mapper's image format, transformed
 by the test mapper's augmentations (e.g. ``ResizeShortestEdge``), outputs rescaled to the
@@ -10,6 +14,7 @@ every image is predicted tile by tile (:mod:`freezedet.inference.tiling`).
 """
 
 import copy
+import json
 import logging
 import os
 from typing import Iterable, Iterator, List, Optional, Sequence, Union
@@ -20,15 +25,17 @@ import torch
 import detectron2.data.transforms as T
 from detectron2.config import LazyConfig, instantiate
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.catalog import Metadata
 from detectron2.structures import Instances
+from detectron2.utils.file_io import PathManager
 
-from ..config import select_trunk_and_mode
-from ..data.image_io import read_image_for_model
 from ..checkpoint import load_init_weights
-from ..config import load_config
+from ..config import load_config, resolve_run, run_weights, select_trunk_and_mode
+from ..data.image_io import read_image_for_model
 from ..engine.defaults import build_model, build_tta_model
 from .export import EXPORT_FORMATS, ExportedModel
 from .tiling import MERGE_METHODS, image_tiles, in_core, merge_detections, shift_instances
+from .tta import DihedralTTA
 
 __all__ = ["Predictor", "resolve_weights", "config_metadata"]
 
@@ -46,20 +53,7 @@ def resolve_weights(weights: str) -> str:
     if "://" in weights:
         return weights
     if os.path.isdir(weights):
-        final = os.path.join(weights, "model_final.pth")
-        if os.path.isfile(final):
-            return final
-        tag = os.path.join(weights, "last_checkpoint")
-        if os.path.isfile(tag):
-            with open(tag) as f:
-                last = os.path.join(weights, f.read().strip())
-            if os.path.isfile(last):
-                return last
-            raise FileNotFoundError(f"{tag} names {last}, which does not exist")
-        raise FileNotFoundError(
-            f"{weights} is a directory without model_final.pth or a last_checkpoint file: not a "
-            "training output directory. Pass a checkpoint file (.pth) instead."
-        )
+        return run_weights(weights)
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"weights {weights} do not exist (a .pth file or an output dir)")
     return weights
@@ -76,20 +70,38 @@ def _test_dataset_name(cfg) -> Optional[str]:
     return name
 
 
+def _json_categories(json_file: str) -> dict:
+    """``thing_classes`` and ``thing_dataset_id_to_contiguous_id`` of a COCO json's categories,
+    as detectron2's ``load_coco_json`` derives them (categories sorted by id)."""
+    with PathManager.open(json_file) as f:
+        categories = sorted(json.load(f)["categories"], key=lambda c: c["id"])
+    return {
+        "thing_classes": [c["name"] for c in categories],
+        "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(categories)},
+    }
+
+
 def config_metadata(cfg):
     """The ``Metadata`` (``thing_classes``, ``thing_dataset_id_to_contiguous_id``) of a config's
-    test dataset, registering it if needed (e.g. a ``coco_json_dataset`` entry reads its json)."""
+    test dataset, without loading or checking the dataset's images: the registered metadata
+    (built-in datasets, DeepForest), else the categories of the dataset's ``json_file`` (a
+    ``coco_json_dataset`` entry), else the records of a registered dataset (which set it)."""
     name = _test_dataset_name(cfg)
     if name is None:
         raise ValueError("the config's dataloader.test.dataset has no dataset name")
-    if not MetadataCatalog.get(name).get("thing_classes", None):
-        if name in DatasetCatalog.list():
-            DatasetCatalog.get(name)  # detectron2's json loaders set the classes and id map
-        else:
-            instantiate(cfg.dataloader.test.dataset)
     meta = MetadataCatalog.get(name)
+    if meta.get("thing_classes", None):
+        return meta
+    json_file = cfg.dataloader.test.dataset.get("json_file", None)
+    if json_file:
+        return Metadata(name=name, json_file=json_file, **_json_categories(json_file))
+    if name in DatasetCatalog.list():
+        DatasetCatalog.get(name)  # raw records, not checked; detectron2's json loaders set them
     if not meta.get("thing_classes", None):
-        raise ValueError(f"dataset {name!r} has no thing_classes in its metadata")
+        raise ValueError(
+            f"dataset {name!r} has no thing_classes in its metadata (and the config's "
+            "dataloader.test.dataset names no json_file to read the categories from)"
+        )
     return meta
 
 
@@ -103,6 +115,22 @@ def _load_model(cfg, weights: str) -> torch.nn.Module:
             "their random initialisation; is it this config's trained checkpoint?"
         )
     return model
+
+
+def _tta_model(cfg, model, views: Optional[int]):
+    """``model`` in the config's ``tta`` node (its ``views`` replaced by ``views`` if given), or
+    without one in :class:`DihedralTTA` with ``views`` (default 8) views."""
+    if cfg.get("tta", None) is not None:
+        if views is not None:
+            cfg.tta.views = views
+        return build_tta_model(cfg, model)
+    views = 8 if views is None else views
+    logger.info(
+        f"test-time augmentation: the config has no tta node, so DihedralTTA(views={views}) "
+        "(flips and quarter turns of each image, boxes fused; tta_views / --tta-views: 1, 2, 4 "
+        "or 8)"
+    )
+    return DihedralTTA(model, views=views).eval()
 
 
 def _num_classes(model) -> Optional[int]:
@@ -126,6 +154,7 @@ class Predictor:
         input_format: str = "RGB",
         augmentations: Sequence[T.Augmentation] = (),
         metadata=None,
+        config=None,
         batch_size: int = 4,
         score_threshold: float = 0.0,
         tile_size: Optional[int] = None,
@@ -143,6 +172,8 @@ class Predictor:
             augmentations (list[Augmentation]): the test-time transforms of the evaluation
                 mapper (e.g. ``ResizeShortestEdge``); outputs are mapped back to the original.
             metadata (Metadata or None): dataset metadata (class names, json category ids).
+            config (DictConfig or None): the LazyConfig the model was built from
+                (:meth:`from_config` sets it), e.g. for its test dataset.
             batch_size (int): images (or tiles) per model call; only same-size images share a
                 call, so batching never changes what an image is padded to.
             score_threshold (float): drop detections scoring less (the model's own test
@@ -166,6 +197,7 @@ class Predictor:
         self.input_format = input_format
         self.augmentations = T.AugmentationList(list(augmentations))
         self.metadata = metadata
+        self.config = config
         self.batch_size = batch_size
         self.score_threshold = score_threshold
         self.tile_size = tile_size
@@ -177,26 +209,49 @@ class Predictor:
 
     @classmethod
     def from_config(
-        cls, config, weights, *, opts: Sequence[str] = (), device=None, tta=False, **options
+        cls,
+        config,
+        weights=None,
+        *,
+        opts: Sequence[str] = (),
+        device=None,
+        tta=False,
+        tta_views: Optional[int] = None,
+        **options,
     ):
-        """A predictor for a LazyConfig model and its trained weights.
+        """A predictor for a training run, or a LazyConfig model and its trained weights.
 
         Args:
-            config (str or DictConfig): a config file, a config shipped with freezedet
-                ("DeepForest/faster_rcnn_fpn.py") or a loaded config.
-            weights (str): a checkpoint, a training output directory (its
+            config (str or DictConfig): a training run's output directory (its ``config.yaml``,
+                the config exactly as trained, and its weights), a config file, a config
+                shipped with freezedet ("DeepForest/faster_rcnn_fpn.py") or a loaded config.
+            weights (str or None): a checkpoint, a training output directory (its
                 ``model_final.pth``, else its last checkpoint), or an exported model (``.ts``
-                TorchScript, ``.onnx``; see :mod:`freezedet.inference.export`).
+                TorchScript, ``.onnx``; see :mod:`freezedet.inference.export`); None: the
+                weights of the run directory ``config``.
             opts (list[str]): ``key=value`` config overrides, as for ``tools/train_net.py``.
             device (str or None): "cpu", "cuda", ...; None: the config's ``train.device``
-                (CUDA if available).
-            tta (bool): predict with the config's test-time augmentation (its ``tta`` node,
-                e.g. :class:`~freezedet.inference.tta.DihedralTTA`); not for exported models.
+                (CUDA if available); for a run directory, CUDA if available here.
+            tta (bool): predict with test-time augmentation: the config's ``tta`` node, or,
+                without one, :class:`~freezedet.inference.tta.DihedralTTA` (the flips and
+                rotations of the square); not for exported models.
+            tta_views (int or None): views of the dihedral TTA (1, 2, 4, 8); None: the tta
+                node's, or 8.
             options: keyword arguments of :class:`Predictor` (``batch_size``,
                 ``score_threshold``, ``tile_size``, ``overlap``, ``merge`` ...).
         """
         if isinstance(config, (str, os.PathLike)):
-            cfg = load_config(os.fspath(config), list(opts))
+            config_file, run_weights_file = resolve_run(os.fspath(config))
+            if weights is None:
+                if run_weights_file is None:
+                    raise ValueError(
+                        f"no weights: {config} is not a training run's output directory with a "
+                        "checkpoint; pass the weights (a .pth file or a run directory)"
+                    )
+                weights = run_weights_file
+            if device is None and os.path.isdir(os.fspath(config)):
+                device = _default_device()  # the run's train.device is the training machine's
+            cfg = load_config(config_file, list(opts))
         else:
             cfg = copy.deepcopy(config)
             # trunk.name= / trunk.mode= first, as load_config does (freezedet.config)
@@ -221,12 +276,13 @@ class Predictor:
         if tta:
             if isinstance(model, ExportedModel):
                 raise ValueError(f"tta: {weights} is an exported model; predict it without --tta")
-            model = build_tta_model(cfg, model)
+            model = _tta_model(cfg, model, tta_views)
         return cls(
             model=model,
             input_format=mapper.get("image_format", None) or cfg.model.input_format,
             augmentations=[instantiate(a) for a in mapper.get("augmentations", None) or []],
             metadata=metadata,
+            config=cfg,
             **{
                 "high_bit_depth": cfg.dataloader.test.dataset.get("high_bit_depth", "error"),
                 **options,

@@ -29,6 +29,7 @@ from torchvision.ops import batched_nms, box_iou
 
 from detectron2.structures import Boxes, Instances
 
+from .cli import MERGE_METHODS
 from .masks import CroppedMasks
 
 __all__ = [
@@ -42,8 +43,6 @@ __all__ = [
     "merge_detections",
     "fuse_boxes",
 ]
-
-MERGE_METHODS = ("nms", "wbf")
 
 
 def tile_origins(length: int, tile_size: int, overlap: float) -> List[int]:

@@ -2,7 +2,10 @@
 freezedet keeps its data (the ``freezedet://`` path handler), file hashes, and atomic writes.
 
 Data root: ``$FREEZEDET_DATA`` if set, else ``<sys.prefix>/share/freezedet`` (inside the virtual
-environment ``make`` creates, so ``make clean-venv`` removes it too). Paths inside it can be
+environment ``make`` creates, so ``make clean-venv`` removes it too). Derived files that can be
+recomputed (image-check results, 8-bit copies of high-bit-depth images) go to the user cache
+directory instead (:func:`cache_root`: ``$FREEZEDET_CACHE``, else the platform's user cache
+directory, ``~/.cache/freezedet`` on Linux), which an installed package can always write to. Paths inside it can be
 written as ``freezedet://<relative path>`` anywhere detectron2's ``PathManager`` is used (e.g.
 ``train.init_checkpoint = "freezedet://weights/tf_efficientnet_lite0.pth"``); importing this
 module registers the handler.
@@ -22,6 +25,8 @@ import torch
 
 from detectron2.utils.file_io import PathHandler, PathManager
 
+from .errors import UserFileNotFoundError
+
 __all__ = [
     "FreezedetPathHandler",
     "atomic_open",
@@ -38,9 +43,19 @@ def data_root() -> str:
 
 
 def cache_root() -> str:
-    """Where derived files go (image-check results, 8-bit copies of high-bit-depth images):
-    ``$FREEZEDET_CACHE`` if set, else ``data_root()/cache``. Safe to delete."""
-    return os.environ.get("FREEZEDET_CACHE") or os.path.join(data_root(), "cache")
+    """Where derived files go (image-check results, 8-bit copies of high-bit-depth images); safe
+    to delete. ``$FREEZEDET_CACHE`` if set, else the platform's user cache directory:
+    ``$XDG_CACHE_HOME/freezedet`` (default ``~/.cache/freezedet``) on Linux and other Unix,
+    ``~/Library/Caches/freezedet`` on macOS, ``%LOCALAPPDATA%\\freezedet\\Cache`` on Windows."""
+    if os.environ.get("FREEZEDET_CACHE"):
+        return os.environ["FREEZEDET_CACHE"]
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser(r"~\AppData\Local")
+        return os.path.join(base, "freezedet", "Cache")
+    if sys.platform == "darwin":
+        return os.path.expanduser("~/Library/Caches/freezedet")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "freezedet")
 
 
 def sha256_file(path: str) -> str:
@@ -110,7 +125,7 @@ class FreezedetPathHandler(PathHandler):
     def _get_local_path(self, path, **kwargs):
         local = self._local(path)
         if not os.path.exists(local):
-            raise FileNotFoundError(
+            raise UserFileNotFoundError(
                 f"{path} resolves to {local}, which does not exist. Run `make install` (or "
                 "`python tools/fetch_data.py` / `python tools/convert_pretrained.py`) to create "
                 "it, or set FREEZEDET_DATA to the folder that holds it."

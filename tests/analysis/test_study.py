@@ -74,7 +74,7 @@ def test_expand_runs_grid_ids_overrides_only(tmp_path):
 @pytest.mark.parametrize(
     "name,n_runs",
     [
-        ("deepforest_effl_lite.py", 48),
+        ("deepforest_effl_lite.py", 64),
         ("deepforest_plainneck_capacity.py", 16),
         ("coco_proper_reuse.py", 18),
     ],

@@ -114,8 +114,8 @@ def test_errors_name_file_and_key(tmp_path):
 
 
 def test_goes_through_the_validator_with_its_options(tmp_path):
-    """The README's own-data route: a missing image is an error naming the file, and
-    skip_bad_images (which that message suggests) works here as on every entry point."""
+    """The own-data route (docs/getting_started.md): a missing image is an error naming the file,
+    and skip_bad_images (which that message suggests) works here as on every entry point."""
     js, root = _write_coco(tmp_path, n_images=3, annotated=3)
     os.remove(os.path.join(root, "1.png"))
     with pytest.raises(FileNotFoundError, match=r"'cocojson_test_val': image .*1.png does not"):
@@ -139,3 +139,25 @@ def test_every_entry_point_has_the_same_options():
         defaults = {k: params[k].default for k in options}
         assert defaults == {"skip_bad_images": False, "verify_images": True,
                             "high_bit_depth": "error"}, (fn.__name__, defaults)  # fmt: skip
+
+
+def test_unknown_category_id_names_the_json(tmp_path):
+    """detectron2's KeyError ("Encountered category_id=7 but this id does not exist in
+    'categories' of the json file.") names neither the file nor the fix."""
+    from detectron2.data.datasets import register_coco_instances
+    from freezedet.data.validate import checked_dataset_dicts
+    from freezedet.utils.errors import UserError
+
+    js, root = _write_coco(tmp_path)
+    data = json.loads(open(js).read())
+    data["categories"] = [{"id": 3, "name": "other"}]  # the annotations use id 7
+    bad = tmp_path / "cats.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(KeyError, match=r"cats.json: 2 annotation\(s\) have a category_id that is "
+                       r"not in 'categories' \(category_id 7; annotation id 1") as e:  # fmt: skip
+        coco_json_dataset(name="cocojson_test_cats", json_file=str(bad), image_root=root)
+    assert isinstance(e.value, UserError) and "Add the missing categories" in str(e.value)
+    # registered another way (detectron2's own function): detectron2's error, with the file
+    register_coco_instances("cocojson_test_cats_d2", {}, str(bad), root)
+    with pytest.raises(KeyError, match=r"cats.json: Encountered category_id=7 .*add the category"):
+        checked_dataset_dicts("cocojson_test_cats_d2")

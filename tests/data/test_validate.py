@@ -6,7 +6,9 @@ from PIL import Image
 
 from detectron2.data import DatasetCatalog
 from detectron2.structures import BoxMode
+from freezedet.data.image_io import ImageReadError
 from freezedet.data.validate import check_records, checked_dataset_dicts
+from freezedet.utils.errors import UserError
 
 
 def _records(tmp_path):
@@ -42,10 +44,14 @@ def _records(tmp_path):
 
 def test_bad_image_is_a_clear_error(tmp_path):
     records = _records(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"'toy': image .*corrupt.png cannot be decoded"):
+    with pytest.raises(ImageReadError, match=r"'toy': image .*corrupt.png cannot be decoded") as e:
         check_records(records, name="toy")
-    with pytest.raises(FileNotFoundError, match=r"missing.png does not exist.*skip_bad_images"):
+    assert isinstance(e.value, UserError)
+    with pytest.raises(
+        FileNotFoundError, match=r"missing.png does not exist.*skip_bad_images"
+    ) as e:
         check_records(records[2:], name="toy")
+    assert isinstance(e.value, UserError)
 
 
 def test_skip_bad_images_and_box_cleaning_are_counted(tmp_path, caplog):
@@ -56,6 +62,7 @@ def test_skip_bad_images_and_box_cleaning_are_counted(tmp_path, caplog):
     assert boxes == [[2, 2, 10, 10], [0, 15, 8, 20], [1, 1, 5, 5]]
     for text in (
         "2 unreadable images skipped",
+        "(skipped: corrupt.png, missing.png)",
         "1 degenerate boxes dropped",
         "1 boxes clipped to the image",
         "1 boxes outside the image dropped",
@@ -129,7 +136,7 @@ def test_truncated_jpeg_is_caught_and_checks_are_cached(tmp_path, monkeypatch):
     ]
     cache = str(tmp_path / "cache")
     with pytest.raises(
-        FileNotFoundError, match=r"bad.jpg cannot be decoded \(OSError: image file is truncated"
+        ImageReadError, match=r"bad.jpg cannot be decoded \(OSError: image file is truncated"
     ):
         check_records(records, name="trunc", cache_dir=cache)
     # the second run decodes nothing that is unchanged since the first
@@ -143,6 +150,42 @@ def test_truncated_jpeg_is_caught_and_checks_are_cached(tmp_path, monkeypatch):
     os.utime(good, ns=(1, 1))
     check_records(records[:1], name="trunc", cache_dir=cache)
     assert decoded == [good]
+
+
+def test_decoded_size_must_match_the_json(tmp_path, caplog):
+    """An image whose size (as detectron2 reads it: EXIF orientation applied) differs from its
+    record's width / height is caught by the data check, not at the first training iteration."""
+    plain = _jpeg(tmp_path / "plain.jpg", size=(64, 48))
+    rotated = str(tmp_path / "rotated.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 64x48, shown (and read by detectron2) as 48x64
+    Image.open(plain).save(rotated, exif=exif)
+    box = {"bbox": [2, 2, 10, 10], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0}
+
+    def record(path, w, h, i=0):
+        return {"file_name": path, "image_id": i, "width": w, "height": h, "annotations": [box]}
+
+    cache = str(tmp_path / "cache")
+    assert len(check_records([record(plain, 64, 48), record(rotated, 48, 64, 1)], name="sz",
+                             cache_dir=cache)) == 2  # fmt: skip
+    with pytest.raises(ValueError, match=r"plain.jpg is 64x48 .* annotations say 60x48") as e:
+        check_records([record(plain, 60, 48)], name="sz", cache_dir=cache)
+    assert isinstance(e.value, UserError) and "Correct width / height" in str(e.value)
+    with pytest.raises(ValueError, match=r"rotated.jpg is 48x64 .*EXIF orientation.* say 64x48"):
+        check_records([record(rotated, 64, 48)], name="sz", cache_dir=cache)
+    with caplog.at_level("WARNING"):
+        out = check_records(
+            [record(plain, 64, 48), record(rotated, 64, 48, 1)], name="sz", cache_dir=cache,
+            skip_bad_images=True,
+        )  # fmt: skip
+    assert [r["image_id"] for r in out] == [0]
+    assert "1 images whose size differs from their width / height skipped" in caplog.text
+    # what the check prevents: detectron2's mapper fails on the first training iteration
+    from detectron2.data import detection_utils
+
+    image = detection_utils.read_image(rotated, format="RGB")
+    with pytest.raises(detection_utils.SizeMismatchError):
+        detection_utils.check_image_size(record(rotated, 64, 48), image)
 
 
 def test_high_bit_depth_refused_or_converted_by_rule(tmp_path, caplog):
@@ -246,6 +289,10 @@ def test_max_dets_auto_counts_dense_images(tmp_path, caplog):
         ev.reset()
         ev.process([{"image_id": 1}], [{"instances": inst}])
         ap[max_dets] = ev.evaluate()["bbox"]["AP"]
-    assert "an image has 120 objects but AP counts at most 100" in caplog.text
+    assert (
+        "dense_val: image 1 (dense.png) has 120 ground-truth objects but AP counts at most 100 "
+        "detections per image (1 image(s) have more than 100)" in caplog.text
+    ), caplog.text
+    assert "max_dets_per_image=auto" in caplog.text
     assert ev.max_dets_per_image == 240
     assert ap["auto"] == pytest.approx(100.0) and ap[None] < 85, ap

@@ -173,7 +173,8 @@ def test_eval_only_needs_trained_weights(synthetic_run_opts, tmp_path):
 
 def test_classes_must_match_the_data(synthetic_run_opts, tmp_path):
     out = str(tmp_path / "classes")
-    with pytest.raises(ValueError, match=r"num_classes=3 but dataset 'synthetic_train' has 1 cl"):
+    # the test dataset is checked first, before training starts
+    with pytest.raises(ValueError, match=r"num_classes=3 but dataset 'synthetic_val' has 1 cl"):
         main(_args(synthetic_run_opts, out, opts=["model.roi_heads.num_classes=3"]))
 
 

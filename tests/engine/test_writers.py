@@ -4,11 +4,11 @@ import json
 import os
 
 
-from detectron2.utils.events import EventStorage
+from detectron2.utils.events import EventStorage, EventWriter
 
 from freezedet.checkpoint import checkpointer as checkpoint_module
 from freezedet.engine import argument_parser, main
-from freezedet.engine.writers import MetricsFlush, MetricsJSONWriter
+from freezedet.engine.writers import MetricsFlush, MetricsJSONWriter, ProgressWriter
 from freezedet.model_zoo import get_config_file
 
 
@@ -47,6 +47,16 @@ class _Writer:
 
 class _Trainer:
     max_iter = 7
+
+
+class _ProgressPrinter(EventWriter):
+    """An EventWriter recording the iterations it was written at."""
+
+    def __init__(self):
+        self.writes = []
+
+    def write(self):
+        self.writes.append(self.trainer.iter)
 
 
 def test_metrics_flush_writes_where_the_checkpointer_saves():
@@ -91,3 +101,54 @@ def test_metrics_on_disk_when_each_checkpoint_is_saved(synthetic_run_opts, tmp_p
     for name, (it, written) in seen.items():
         # detectron2's writers log the latest value per key at each write, not every iteration
         assert max(written) == it, (name, it, written)
+
+
+def test_drop_from_removes_the_iterations_a_resumed_run_writes_again(tmp_path):
+    path = tmp_path / "metrics.json"
+    lines = [{"iteration": i, "total_loss": float(i)} for i in (0, 1, 2, 3)]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"iteration": 4, "tot')
+    writer = MetricsJSONWriter(str(path))
+    assert writer.drop_from(2) == 3  # iterations 2, 3 and the torn line
+    with EventStorage(start_iter=2) as storage:
+        storage.put_scalar("total_loss", 7.0, smoothing_hint=False)
+        writer.write()
+    writer.close()
+    assert _lines(path) == lines[:2] + [{"iteration": 2, "total_loss": 7.0}]
+    writer = MetricsJSONWriter(str(path))
+    assert writer.drop_from(10) == 0  # nothing newer: the file is left as it is
+    writer.close()
+    assert len(_lines(path)) == 3
+
+
+class _ProgressTrainer:
+    start_iter, max_iter, iter = 3, 100, 3
+
+
+def test_progress_writer_writes_first_then_by_period_or_time(monkeypatch):
+    from freezedet.engine import writers as writers_module
+
+    clock = [0.0]
+    monkeypatch.setattr(writers_module.time, "perf_counter", lambda: clock[0])
+    writer, trainer = _ProgressPrinter(), _ProgressTrainer()
+    hook = ProgressWriter([writer], period=20, seconds=30.0)
+    hook.trainer = writer.trainer = trainer
+    hook.before_train()
+    for trainer.iter in range(trainer.start_iter, trainer.max_iter):
+        clock[0] += 8.0  # 8 s per iteration
+        hook.after_step()
+    # the first iteration, then every 4th (32 s >= 30 s) restarting the count at each write,
+    # iteration 19 and 39 ... by period, and the last
+    assert writer.writes[:4] == [3, 7, 11, 15], writer.writes
+    assert 19 in writer.writes and 99 == writer.writes[-1]
+    gaps = [b - a for a, b in zip(writer.writes, writer.writes[1:])]
+    assert max(gaps) == 4 and min(gaps) >= 1, gaps
+
+    fast, trainer = _ProgressPrinter(), _ProgressTrainer()
+    hook = ProgressWriter([fast], period=20, seconds=30.0)
+    hook.trainer = fast.trainer = trainer
+    clock[0] = 0.0
+    hook.before_train()
+    for trainer.iter in range(trainer.start_iter, trainer.max_iter):
+        clock[0] += 0.1  # fast iterations: detectron2's period
+        hook.after_step()
+    assert fast.writes == [3, 19, 39, 59, 79, 99], fast.writes

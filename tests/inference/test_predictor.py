@@ -11,6 +11,7 @@ import torch
 from torchvision.ops import box_iou
 
 import freezedet
+from detectron2.config import instantiate
 from detectron2.data import DatasetCatalog
 from freezedet.data.deepforest import deepforest_data_dir
 from freezedet.inference import CroppedMasks, instances_to_results, resolve_weights
@@ -97,7 +98,9 @@ def test_results_use_the_dataset_category_ids(checkpoints, coco_config):
     _, opts, weights = checkpoints("fpn")
     predictor = freezedet.Predictor.from_config(coco_config, weights, opts=opts, device="cpu")
     assert predictor.metadata.thing_dataset_id_to_contiguous_id == {1: 0}
-    image = predictor.read(DatasetCatalog.get("synth_val")[0]["file_name"])
+    # the predictor read the json's categories only; the images come from the dataset itself
+    records = instantiate(predictor.config.dataloader.test.dataset)
+    image = predictor.read(records[0]["file_name"])
     results = instances_to_results(predictor(image), image_id=3, metadata=predictor.metadata)
     assert results and {r["category_id"] for r in results} == {1}, results[:2]
 
@@ -125,8 +128,12 @@ def test_tta_predictions_fuse_the_views_of_a_real_tile(checkpoints):
     from freezedet.inference import DihedralTTA
 
     config, opts, weights = checkpoints("fpn")
-    with pytest.raises(ValueError, match="no tta node"):
-        freezedet.Predictor.from_config(config, weights, opts=opts, device="cpu", tta=True)
+    # no tta node: the dihedral TTA, 8 views unless told
+    for views, expected in ((None, 8), (2, 2)):
+        predictor = freezedet.Predictor.from_config(
+            config, weights, opts=opts, device="cpu", tta=True, tta_views=views
+        )
+        assert isinstance(predictor.model, DihedralTTA) and len(predictor.model.views) == expected
     cfg = load_config(config, opts)
     cfg.tta = L(DihedralTTA)(views=4, max_detections=40)
     predictor = freezedet.Predictor.from_config(cfg, weights, device="cpu", tta=True)

@@ -21,6 +21,7 @@ from freezedet.modeling.meta_arch import (
     box_contrast_chance,
     match_rois_to_proposals,
 )
+from freezedet.modeling.meta_arch.aligndet import box_contrast_top1
 
 SIZE = 128
 
@@ -165,6 +166,48 @@ def test_box_contrast_matches_the_official_loss():
     flat = box_contrast(same, qi, same[:7], ki, 0.5)
     assert flat.item() == pytest.approx(box_contrast_chance(qi, ki), abs=1e-5)
     assert box_contrast_chance(ids, ids, negatives="momentum") == pytest.approx(math.log(5))
+
+
+def _instance_embeddings(ids, dim=64):
+    """Orthonormal directions, one per instance id: an oracle box embedding."""
+    basis = torch.linalg.qr(torch.randn(dim, dim, generator=torch.Generator().manual_seed(1)))[0]
+    return basis[ids]
+
+
+@pytest.mark.parametrize("negatives", ["both", "momentum"])
+def test_box_contrast_sign_conventions(negatives):
+    """An oracle embedding (each instance its own direction in both branches) is far below the
+    chance level; swapping the positives (every key carries another instance's direction) is far
+    above it. The loss must tell a query's own box in the other view from all other boxes."""
+    # 12 instances, 1-3 online and 1-3 momentum RoIs each, as the RoI matching produces them
+    qi = torch.tensor([i for i in range(12) for _ in range(1 + i % 3)])
+    ki = torch.tensor([i for i in range(12) for _ in range(1 + (i + 1) % 3)])
+    chance = box_contrast_chance(qi, ki, negatives=negatives)
+    q, k = _instance_embeddings(qi), _instance_embeddings(ki)
+    oracle = box_contrast(q, qi, k, ki, 0.1, negatives=negatives).item()
+    swapped = box_contrast(q, qi, _instance_embeddings((ki + 1) % 12), ki, 0.1, negatives=negatives)
+    assert oracle < 0.01 * chance, (oracle, chance)
+    assert swapped.item() > 2.0 * chance, (swapped.item(), chance)
+    # at the paper's temperature the oracle's loss is bounded below: cosine logits are <= 2
+    n_neg = math.exp(chance) - 1
+    oracle_05 = box_contrast(q, qi, k, ki, 0.5, negatives=negatives).item()
+    assert oracle_05 < chance and oracle_05 >= math.log1p(n_neg * math.exp(-2.0)) - 0.5
+    # the ranking view of the same embeddings: the oracle ranks every query's own key first
+    top1, top1_chance = box_contrast_top1(q, qi, k, ki, negatives=negatives)
+    assert top1 == 1.0 and 0 < top1_chance < 0.2, (top1, top1_chance)
+    bad, _ = box_contrast_top1(q, qi, _instance_embeddings((ki + 1) % 12), ki, negatives=negatives)
+    assert bad == 0.0, bad
+
+
+def test_box_contrast_top1_same_view_negatives_count():
+    """With negatives="both" a same-view box of another instance closer than the key is a miss;
+    with momentum-only negatives it is not a candidate."""
+    q = F.normalize(torch.tensor([[1.0, 0.1], [1.0, 0.0]]), dim=1)
+    k = F.normalize(torch.tensor([[1.0, 0.5], [0.0, 1.0]]), dim=1)
+    ids = torch.tensor([0, 1])
+    # query 0: key 0 at cos 0.94, the other query at 0.995; query 1: key 1 at cos 0
+    assert box_contrast_top1(q, ids, k, ids, negatives="both") == (0.0, pytest.approx(1 / 3))
+    assert box_contrast_top1(q, ids, k, ids, negatives="momentum") == (0.5, 0.5)
 
 
 def test_match_rois_to_proposals():

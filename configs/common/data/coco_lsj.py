@@ -29,7 +29,9 @@ dataloader.train = L(build_detection_train_loader)(
         ],
         image_format="BGR",
         use_instance_mask=True,
-        recompute_boxes=True,
+        # boxes from the cropped masks (tight after the crop); box-only recipes
+        # (use_instance_mask=False) keep the cropped boxes: DatasetMapper allows nothing else
+        recompute_boxes="${.use_instance_mask}",
     ),
     total_batch_size=64,
     num_workers=8,

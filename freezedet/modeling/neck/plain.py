@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectron2.layers import Conv2d, get_norm
-from detectron2.modeling import Backbone
+from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
-from ._common import check_c3_c5, make_laterals
+from ._common import build_bottom_up, check_c3_c5, make_laterals
 
-__all__ = ["PlainNeck"]
+__all__ = ["PlainNeck", "build_freezedet_plainneck_backbone"]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "swish": nn.SiLU, "silu": nn.SiLU}
 
@@ -115,3 +115,20 @@ class PlainNeck(Backbone):
             F.max_pool2d(outs[-1], kernel_size=1, stride=2)
         )  # P6, as FPN's LastLevelMaxPool
         return dict(zip(self._out_features, outs))
+
+
+@BACKBONE_REGISTRY.register()
+def build_freezedet_plainneck_backbone(cfg, input_shape: ShapeSpec):
+    """yacs (after ``freezedet.config.add_freezedet_config``): :class:`PlainNeck` with
+    ``MODEL.FREEZEDET.PLAIN_NECK.*`` on the bottom-up backbone of ``MODEL.FREEZEDET.BOTTOM_UP``
+    (``configs/common/models/faster_rcnn_plainneck.py``)."""
+    bottom_up = build_bottom_up(cfg, input_shape)
+    c = cfg.MODEL.FREEZEDET.PLAIN_NECK
+    return PlainNeck(
+        bottom_up=bottom_up,
+        in_features=list(bottom_up.output_shape()),
+        out_channels=c.OUT_CHANNELS,
+        num_layers=c.NUM_LAYERS,
+        norm=c.NORM,
+        activation=c.ACTIVATION,
+    )
