@@ -63,9 +63,16 @@ def own_data_dir(tmp_path_factory):
 
 
 def _tool(name, argv, monkeypatch):
-    """Run tools/<name> as ``python tools/<name> argv...`` would, in this process."""
-    monkeypatch.setattr(sys, "argv", [os.path.join(TOOLS, name), *argv])
-    return runpy.run_path(os.path.join(TOOLS, name), run_name="__main__")
+    """Run tools/<name> as ``python tools/<name> argv...`` would, in this process, with
+    ``FREEZEDET_DEBUG=1`` so that an error propagates with its type; returns the tool's globals."""
+    path = os.path.join(TOOLS, name)
+    monkeypatch.setattr(sys, "argv", [path, *argv])
+    monkeypatch.setenv("FREEZEDET_DEBUG", "1")
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as done:  # the tools end with sys.exit(run_tool(main))
+        assert done.code in (0, None), f"{name} {argv} exited with {done.code}"
+    return runpy.run_path(path, run_name="freezedet_tool")
 
 
 def _results(out):

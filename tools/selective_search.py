@@ -15,14 +15,10 @@ import argparse
 import os
 import sys
 
-from detectron2.config import LazyConfig
-from detectron2.data import DatasetCatalog
+# only the standard library at the top: --help and argument errors answer before the slow imports
+# (torch, detectron2, freezedet) that main() makes
 
-import freezedet  # noqa: F401  (registers the project's datasets)
-from freezedet.utils.file_io import data_root
-from freezedet.data.proposals import MODES, generate_proposal_cache
-from freezedet.utils.errors import run_tool
-
+DEBUG_HELP = "show the traceback of an input error (FREEZEDET_DEBUG=1 does the same)"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -37,7 +33,11 @@ def _parser():
     parser.add_argument("--output", help="cache json to write (resumed if it exists)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--chunksize", type=int, default=None, help="images per worker task")
-    parser.add_argument("--mode", choices=MODES, default="fast")
+    parser.add_argument(
+        "--mode",
+        default="fast",
+        help="fast (default), quality or single (freezedet.data.proposals.MODES)",
+    )
     parser.add_argument(
         "--max-side", type=int, default=800, help="downscale longer sides above this; 0: never"
     )
@@ -48,16 +48,19 @@ def _parser():
     parser.add_argument("--seed", type=int, default=0, help="seeds OpenCV's ranking")
     parser.add_argument("--save-interval", type=float, default=30.0, help="seconds")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return parser
 
 
 def _config_defaults(parser, config_file, key):
+    from detectron2.config import LazyConfig
+
     node = LazyConfig.load(config_file)
     for part in key.split("."):
         if part not in node:
             parser.error(f"{config_file} has no key {part!r} (looking up {key!r})")
         node = node[part]
-    dests = set(vars(parser.parse_args([]))) - {"config_file", "config_key"}
+    dests = set(vars(parser.parse_args([]))) - {"config_file", "config_key", "debug"}
     unknown = sorted(set(node) - dests)
     if unknown:
         parser.error(f"{config_file}:{key} has unknown keys {unknown}; valid: {sorted(dests)}")
@@ -66,6 +69,8 @@ def _config_defaults(parser, config_file, key):
 
 def _images(args, parser):
     if args.dataset:
+        from detectron2.data import DatasetCatalog
+
         records = DatasetCatalog.get(args.dataset)
         no_id = [r["file_name"] for r in records if "image_id" not in r]
         if no_id:
@@ -83,6 +88,10 @@ def _images(args, parser):
 def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
+    import freezedet  # noqa: F401  (registers the project's datasets)
+    from freezedet.data.proposals import MODES, generate_proposal_cache
+    from freezedet.utils.file_io import data_root
+
     if args.config_file:
         parser.set_defaults(**_config_defaults(parser, args.config_file, args.config_key))
         args = parser.parse_args(argv)
@@ -90,6 +99,8 @@ def main(argv=None):
         parser.error("give exactly one of --dataset and --image-dir")
     if not args.output:
         parser.error("--output is required")
+    if args.mode not in MODES:
+        parser.error(f"--mode {args.mode!r}: one of {', '.join(MODES)}")
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.output.startswith("freezedet://"):  # the cache is written locally, under data_root
@@ -123,4 +134,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    _parser().parse_args()  # --help, bad arguments: before the slow imports
+    from freezedet.utils.errors import run_tool  # noqa: E402
+
     sys.exit(run_tool(main))

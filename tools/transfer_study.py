@@ -18,12 +18,12 @@ import argparse
 import os
 import sys
 
-from freezedet.analysis.study import expand_runs, load_study, parse_shard, run_command, run_study
-from freezedet.analysis.transfer import collect_from_table, collect_study
-from freezedet.utils.errors import run_tool
+# only the standard library at the top: --help and argument errors answer before the slow imports
+# (torch, detectron2, freezedet) that main() makes
+DEBUG_HELP = "show the traceback of an input error (FREEZEDET_DEBUG=1 does the same)"
 
 
-def main(argv=None):
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("study", help="study file (LazyConfig .py/.yaml defining `study`)")
     parser.add_argument(
@@ -41,7 +41,16 @@ def main(argv=None):
     )
     parser.add_argument("--dry-run", action="store_true", help="print this shard's commands")
     parser.add_argument("--no-collect", action="store_true", help="skip collection after runs")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    return parser
+
+
+def main(argv=None):
+    parser = argument_parser()
     args = parser.parse_args(argv)
+    from freezedet.analysis.study import expand_runs, load_study, parse_shard, run_command
+    from freezedet.analysis.study import run_study
+    from freezedet.analysis.transfer import collect_from_table, collect_study
 
     study = load_study(args.study)
     name = os.path.splitext(os.path.basename(args.study))[0]
@@ -75,4 +84,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    argument_parser().parse_args()  # --help, bad arguments: before the slow imports
+    from freezedet.utils.errors import run_tool  # noqa: E402
+
     sys.exit(run_tool(main))

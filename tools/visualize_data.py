@@ -16,20 +16,9 @@ import argparse
 import logging
 import sys
 
-from detectron2.config import instantiate
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.utils.logger import setup_logger
-
-import freezedet  # noqa: F401  (registers freezedet's datasets)
-from freezedet.data.catalog import dataset_names
-from freezedet.data.copy_paste import (
-    CopyPasteDatasetMapper,
-    build_lsj_augmentations,
-    save_augmented_samples,
-)
-from freezedet.data.mapper import FileNamingMapper
-from freezedet.engine import load_config
-from freezedet.utils.errors import run_tool
+# only the standard library at the top: --help and argument errors answer before the slow imports
+# (torch, detectron2, freezedet) that main() makes
+DEBUG_HELP = "show the traceback of an input error (FREEZEDET_DEBUG=1 does the same)"
 
 
 def parse_args(argv=None):
@@ -46,6 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--max-scale", type=float, default=2.0, help="--dataset mode: LSJ max scale")
     p.add_argument("--blend", action="store_true", help="--dataset mode: Gaussian blending")
     p.add_argument("--seed", type=int, default=0, help="--dataset mode: copy-paste seed")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="--config-file mode: KEY=VALUE")
     args = p.parse_args(argv)
     if args.num < 1:
@@ -56,11 +46,21 @@ def parse_args(argv=None):
 
 
 def _from_config(args):
+    from detectron2.config import instantiate
+    from detectron2.data import MetadataCatalog
+
+    from freezedet.data.catalog import dataset_names
+    from freezedet.engine import load_config
+    from freezedet.utils.errors import UserKeyError
+
     cfg = load_config(args.config_file, args.opts)  # unknown keys are errors, as in train_net
     train = cfg.dataloader.train
     for key in ("dataset", "mapper"):
         if key not in train:
-            raise KeyError(f"{args.config_file}: dataloader.train has no '{key}'")
+            raise UserKeyError(
+                f"{args.config_file}: dataloader.train has no '{key}'; use a config whose "
+                "dataloader.train has a dataset and a mapper, or --dataset"
+            )
     dicts = instantiate(train.dataset)  # checked records; registers a json dataset's names
     mapper = instantiate(train.mapper)
     names = dataset_names(train.dataset)
@@ -69,6 +69,10 @@ def _from_config(args):
 
 
 def _from_dataset(args):
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from freezedet.data.copy_paste import CopyPasteDatasetMapper, build_lsj_augmentations
+
     dicts = DatasetCatalog.get(args.dataset)
     mapper = CopyPasteDatasetMapper(
         augmentations=build_lsj_augmentations(args.image_size, args.min_scale, args.max_scale),
@@ -84,6 +88,12 @@ def _from_dataset(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    from detectron2.utils.logger import setup_logger
+
+    import freezedet  # noqa: F401  (registers freezedet's datasets)
+    from freezedet.data.copy_paste import save_augmented_samples
+    from freezedet.data.mapper import FileNamingMapper
+
     setup_logger(name="freezedet")
     dicts, mapper, metadata = _from_config(args) if args.config_file else _from_dataset(args)
     paths = save_augmented_samples(
@@ -99,4 +109,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    parse_args()  # --help, bad arguments: before the slow imports
+    from freezedet.utils.errors import run_tool  # noqa: E402
+
     sys.exit(run_tool(main))

@@ -1,10 +1,9 @@
 """``tools/analyze_model.py``: parameters per component and FLOPs for any config."""
 
-import argparse
-
 from detectron2.config import instantiate
 
 from ..config import load_config
+from .cli import analyze_argument_parser
 from .flops import count_flops
 from .params import format_parameter_table, parameter_table
 
@@ -21,18 +20,7 @@ def analyze_config(config_file: str, overrides=(), input_size=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config-file", nargs="+", required=True, help="one or more configs")
-    parser.add_argument(
-        "--input-size",
-        type=int,
-        nargs=2,
-        metavar=("H", "W"),
-        default=None,
-        help="also count inference FLOPs at this input size",
-    )
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="key=value overrides")
-    args = parser.parse_args(argv)
+    args = analyze_argument_parser(__doc__).parse_args(argv)
     for config_file in args.config_file:
         rows, flops = analyze_config(config_file, args.opts, args.input_size)
         t = rows["total"]

@@ -14,6 +14,7 @@ import torch
 from detectron2.config import LazyConfig
 
 from ..model_zoo import configs_root, get_config_file
+from ..utils.errors import UserFileNotFoundError
 from .keys import check_call_arguments, check_override_keys
 from .trunks import MODES, TRUNKS, run_output_dir, select_trunk_and_mode
 
@@ -106,8 +107,8 @@ def run_weights(run_dir: str) -> str:
             last = os.path.join(run_dir, f.read().strip())
         if os.path.isfile(last):
             return last
-        raise FileNotFoundError(f"{tag} names {last}, which does not exist")
-    raise FileNotFoundError(
+        raise UserFileNotFoundError(f"{tag} names {last}, which does not exist")
+    raise UserFileNotFoundError(
         f"{run_dir} is a directory without model_final.pth or a last_checkpoint file: not a "
         "training output directory. Pass a checkpoint file (.pth) instead."
     )
@@ -124,7 +125,7 @@ def resolve_run(config_or_run: str) -> RunFiles:
     if os.path.isdir(path):
         config = os.path.join(path, "config.yaml")
         if not os.path.isfile(config):
-            raise FileNotFoundError(
+            raise UserFileNotFoundError(
                 f"{path} is a directory without config.yaml: not a training run's output "
                 "directory (pass a config file, or the folder a run wrote config.yaml into)"
             )
@@ -146,7 +147,7 @@ def resolve_config_file(config_file: str) -> str:
         return config_file
     hint = renamed_config_hint(config_file)
     if hint:
-        raise FileNotFoundError(f"config {config_file} does not exist: {hint}")
+        raise UserFileNotFoundError(f"config {config_file} does not exist: {hint}")
     return get_config_file(config_file)
 
 

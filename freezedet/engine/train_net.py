@@ -17,6 +17,7 @@ SIGTERM that ends training as Ctrl-C does (the data loader's worker processes en
 The command line is in :mod:`freezedet.engine.launch` (``python -m freezedet.engine.launch``).
 """
 
+import argparse
 import contextlib
 import json
 import logging
@@ -38,7 +39,7 @@ from .. import compat
 from ..analysis.params import format_parameter_table, parameter_table
 from ..checkpoint import AtomicDetectionCheckpointer, load_init_weights
 from ..checkpoint.checkpointer import PeriodicCheckpointer
-from ..config import load_config, resolve_config_file
+from ..config import load_config, resolve_config_file, resolve_run
 from ..utils.errors import UserValueError
 from .defaults import build_model, build_optimizer, build_trainer, setup_run, write_output_text
 from .evaluate import check_test_data, do_test, do_test_tta, has_tta
@@ -233,6 +234,34 @@ def _load_eval_weights(cfg, model, allow_missing: bool):
             f"{', '.join(missing[:3])}): the detector would be evaluated with random parts. Is it "
             f"an ImageNet trunk checkpoint rather than a trained detector? {hint}"
         )
+
+
+def evaluate_run(run, *, weights=None, output_dir=None, device=None, opts=()):
+    """``tools/evaluate.py --run``: evaluate a training output directory's model on its config's
+    test set, with its ``config.yaml`` (every override it was trained with) and its weights
+    (``model_final.pth``, else the last checkpoint) unless ``weights`` is given; writes
+    ``eval_results.json`` into ``output_dir`` (default ``<run>/eval``) and returns the results."""
+    if not os.path.isdir(run):
+        raise UserValueError(
+            f"--run {run}: not a directory; give a training run's output directory (the folder "
+            "training wrote config.yaml and its checkpoints into)"
+        )
+    weights = weights or resolve_run(run).weights
+    if not weights:
+        raise UserValueError(
+            f"--run {run}: the directory holds no checkpoint (model_final.pth or last_checkpoint);"
+            " pass --weights"
+        )
+    output_dir = output_dir or os.path.join(run, "eval")
+    args = argparse.Namespace(
+        config_file=run,
+        eval_only=True,
+        allow_missing_weights=False,
+        device=device,
+        opts=[f"train.init_checkpoint={weights}", f"train.output_dir={output_dir}", *opts],
+        resume=False,
+    )
+    return main(args)
 
 
 def main(args):

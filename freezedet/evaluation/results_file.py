@@ -16,7 +16,6 @@ image, as training's ``max_dets_per_image="auto"``. Bad input files are
 :class:`~freezedet.utils.errors.UserError` s (one paragraph, exit status 2).
 """
 
-import argparse
 import contextlib
 import io
 import json
@@ -28,6 +27,7 @@ from detectron2.utils.logger import create_small_table
 
 from ..data.coco_json import load_json_with_fields
 from ..utils.errors import UserFileNotFoundError, UserKeyError, UserValueError
+from .cli import check_evaluate_arguments, evaluate_argument_parser
 from .backends import (  # _for_task: segm areas from masks, as detectron2 evaluates them
     LVIS_METRICS,
     _for_task,
@@ -228,36 +228,24 @@ def _max_dets(gt: dict, gt_json: str, max_dets: Union[int, str, None], *, defaul
     return max_dets
 
 
-def _max_dets_arg(value: str) -> Union[int, str]:
-    if value == "auto":
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: a number or 'auto'") from None
-
-
 def main(argv=None) -> int:
     """``tools/evaluate.py``; returns the exit status. Bad input files raise
     :class:`~freezedet.utils.errors.UserError` (the tool prints it as one paragraph, status 2:
     :func:`freezedet.utils.errors.run_tool`)."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--gt", required=True, help="ground-truth json (COCO or LVIS format)")
-    p.add_argument("--results", required=True, help="results json (a list of detections)")
-    p.add_argument("--tasks", nargs="+", choices=("bbox", "segm"), default=None)
-    p.add_argument("--format", choices=("auto", "coco", "lvis"), default="auto")
-    p.add_argument(
-        "--backend", choices=("faster_coco_eval", "pycocotools"), default="faster_coco_eval"
-    )
-    p.add_argument(
-        "--max-dets",
-        type=_max_dets_arg,
-        default=None,
-        help="detections per image AP counts (default COCO 100, LVIS 300; warns when an image "
-        "has more objects); 'auto': twice the busiest image, as training's auto",
-    )
-    p.add_argument("--output", default=None, help="also write the metrics to this json")
-    args = p.parse_args(argv)
+    parser = evaluate_argument_parser(__doc__)
+    args = parser.parse_args(argv)
+    check_evaluate_arguments(parser, args)
+    if args.run:
+        from ..engine.train_net import evaluate_run  # the engine imports this package
+
+        evaluate_run(
+            args.run,
+            weights=args.weights,
+            output_dir=args.output_dir,
+            device=args.device,
+            opts=args.opts,
+        )
+        return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     metrics = evaluate_results_file(
         args.gt,

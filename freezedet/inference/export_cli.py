@@ -10,12 +10,12 @@ directory (its ``config.yaml`` and weights); a config file with ``--weights`` wo
 """
 
 import os
-import sys
 
 from detectron2.config import instantiate
 from detectron2.utils.logger import setup_logger
 
 from ..engine.defaults import filter_known_warnings
+from ..utils.errors import UserFileNotFoundError
 from .cli import export_argument_parser
 from .export import EXPORT_FORMATS, ExportedModel, detection_differences, export_model
 from .predictor import Predictor
@@ -30,26 +30,23 @@ def _sample_image(predictor: Predictor, path: str, config_file: str) -> str:
     records = instantiate(predictor.config.dataloader.test.dataset)
     if records:
         return records[0]["file_name"]
-    raise FileNotFoundError(
+    raise UserFileNotFoundError(
         f"{config_file}: no test image to trace with; pass --sample-image (a real image)"
     )
 
 
 def main(argv=None) -> int:
-    """``tools/export.py``; returns the exit status (2: bad arguments)."""
+    """``tools/export.py``; returns the exit status. Bad input raises
+    :class:`~freezedet.utils.errors.UserError` (status 2 under ``run_tool``)."""
     args = export_argument_parser().parse_args(argv)
     setup_logger(name="freezedet")
     filter_known_warnings()
     formats = args.format or sorted(EXPORT_FORMATS)
-    try:
-        predictor = Predictor.from_config(
-            args.config_file, args.weights, opts=args.opts, device=args.device
-        )
-        sample = _sample_image(predictor, args.sample_image, args.config_file)
-        image = predictor.read(sample)
-    except (FileNotFoundError, ValueError, KeyError, ImportError) as e:
-        print(f"export: error: {e}", file=sys.stderr)
-        return 2
+    predictor = Predictor.from_config(
+        args.config_file, args.weights, opts=args.opts, device=args.device
+    )
+    sample = _sample_image(predictor, args.sample_image, args.config_file)
+    image = predictor.read(sample)
     inputs = predictor.preprocess(image)
     reference = predictor(image)
     for fmt in formats:

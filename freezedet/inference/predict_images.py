@@ -31,6 +31,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..data.image_io import ImageReadError
 from ..engine.defaults import filter_known_warnings
+from ..utils.errors import UserFileNotFoundError
 from ..utils.file_io import atomic_open
 from .cli import predict_argument_parser
 from .predictor import Predictor
@@ -69,7 +70,9 @@ def collect_images(inputs: Sequence[str]) -> Tuple[List[str], List[str]]:
         else:
             found = [f for f in sorted(glob.glob(item, recursive=True)) if os.path.isfile(f)]
             if not found:
-                raise FileNotFoundError(f"--input {item}: no such file, folder or matching file")
+                raise UserFileNotFoundError(
+                    f"--input {item}: no such file, folder or matching file"
+                )
         for f in found:
             is_image = os.path.splitext(f)[1].lower() in extensions
             (files if is_image else skipped).append(f)
@@ -166,35 +169,34 @@ def predict_images(
 
 
 def main(argv=None) -> int:
-    """``tools/predict.py``; returns the exit status (0 ok, 1 some images failed, 2 bad
-    arguments)."""
+    """``tools/predict.py``; returns the exit status (0 ok, 1 some images failed). Bad input
+    raises :class:`~freezedet.utils.errors.UserError` (status 2 under
+    :func:`~freezedet.utils.errors.run_tool`)."""
     args = argument_parser().parse_args(argv)
     setup_logger(name="freezedet")
     filter_known_warnings()
-    try:
-        files, skipped = collect_images(args.input)
-        predictor = Predictor.from_config(
-            args.config_file,
-            args.weights,
-            opts=args.opts,
-            device=args.device,
-            batch_size=args.batch_size,
-            score_threshold=args.score_threshold,
-            tile_size=args.tile,
-            overlap=args.overlap,
-            merge=args.merge,
-            merge_iou=args.merge_iou,
-            tta=args.tta,
-            tta_views=args.tta_views,
-        )
-    except (FileNotFoundError, ValueError, KeyError, ImportError) as e:
-        print(f"predict: error: {e}", file=sys.stderr)
-        return 2
+    files, skipped = collect_images(args.input)
     for f in skipped:
         print(f"skipped {f}: not an image file (extension)", file=sys.stderr)
     if not files:
-        print(f"predict: error: no image files in {args.input}", file=sys.stderr)
-        return 2
+        raise UserFileNotFoundError(
+            f"no image files in --input {' '.join(args.input)}: give image files, folders holding "
+            "them (not searched recursively) or glob patterns"
+        )
+    predictor = Predictor.from_config(
+        args.config_file,
+        args.weights,
+        opts=args.opts,
+        device=args.device,
+        batch_size=args.batch_size,
+        score_threshold=args.score_threshold,
+        tile_size=args.tile,
+        overlap=args.overlap,
+        merge=args.merge,
+        merge_iou=args.merge_iou,
+        tta=args.tta,
+        tta_views=args.tta_views,
+    )
     summary = predict_images(predictor, files, args.output, pictures=not args.no_pictures)
     print(
         f"{summary['images']} images predicted, {summary['detections']} detections >= "

@@ -33,6 +33,7 @@ from ..checkpoint import load_init_weights
 from ..config import load_config, resolve_run, run_weights, select_trunk_and_mode
 from ..data.image_io import read_image_for_model
 from ..engine.defaults import build_model, build_tta_model
+from ..utils.errors import UserFileNotFoundError, UserValueError
 from .export import EXPORT_FORMATS, ExportedModel
 from .tiling import MERGE_METHODS, image_tiles, in_core, merge_detections, shift_instances
 from .tta import DihedralTTA
@@ -48,14 +49,18 @@ def resolve_weights(weights: str) -> str:
     """A checkpoint file; for a training output directory its ``model_final.pth``, else the
     checkpoint its ``last_checkpoint`` names. ``scheme://`` paths are passed on unchanged."""
     if not weights:
-        raise ValueError("no weights given: pass a checkpoint file or a training output directory")
+        raise UserValueError(
+            "no weights given: pass a checkpoint file or a training output directory"
+        )
     weights = os.fspath(weights)
     if "://" in weights:
         return weights
     if os.path.isdir(weights):
         return run_weights(weights)
     if not os.path.isfile(weights):
-        raise FileNotFoundError(f"weights {weights} do not exist (a .pth file or an output dir)")
+        raise UserFileNotFoundError(
+            f"weights {weights} do not exist (a .pth file or an output dir)"
+        )
     return weights
 
 
@@ -88,7 +93,7 @@ def config_metadata(cfg):
     ``coco_json_dataset`` entry), else the records of a registered dataset (which set it)."""
     name = _test_dataset_name(cfg)
     if name is None:
-        raise ValueError("the config's dataloader.test.dataset has no dataset name")
+        raise UserValueError("the config's dataloader.test.dataset has no dataset name")
     meta = MetadataCatalog.get(name)
     if meta.get("thing_classes", None):
         return meta
@@ -98,7 +103,7 @@ def config_metadata(cfg):
     if name in DatasetCatalog.list():
         DatasetCatalog.get(name)  # raw records, not checked; detectron2's json loaders set them
     if not meta.get("thing_classes", None):
-        raise ValueError(
+        raise UserValueError(
             f"dataset {name!r} has no thing_classes in its metadata (and the config's "
             "dataloader.test.dataset names no json_file to read the categories from)"
         )
@@ -244,7 +249,7 @@ class Predictor:
             config_file, run_weights_file = resolve_run(os.fspath(config))
             if weights is None:
                 if run_weights_file is None:
-                    raise ValueError(
+                    raise UserValueError(
                         f"no weights: {config} is not a training run's output directory with a "
                         "checkpoint; pass the weights (a .pth file or a run directory)"
                     )
@@ -259,7 +264,7 @@ class Predictor:
             cfg = LazyConfig.apply_overrides(cfg, opts)
         cfg.train.device = device or cfg.train.get("device", None) or _default_device()
         if str(cfg.train.device).startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device {cfg.train.device!r}, but CUDA is not available here")
+            raise UserValueError(f"device {cfg.train.device!r}, but CUDA is not available here")
         weights = resolve_weights(weights)  # before building: a wrong path fails fast
         if os.path.splitext(weights)[1] in EXPORT_FORMATS.values():
             model = ExportedModel(path=weights, device=cfg.train.device)
@@ -275,7 +280,9 @@ class Predictor:
         )
         if tta:
             if isinstance(model, ExportedModel):
-                raise ValueError(f"tta: {weights} is an exported model; predict it without --tta")
+                raise UserValueError(
+                    f"tta: {weights} is an exported model; predict it without --tta"
+                )
             model = _tta_model(cfg, model, tta_views)
         return cls(
             model=model,

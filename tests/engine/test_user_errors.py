@@ -281,3 +281,41 @@ def test_tool_entry_point_and_debug(tmp_path, monkeypatch):
     with pytest.raises(UserFileNotFoundError, match="none.json does not exist"):
         run_tool(main)
     assert os.environ.pop("FREEZEDET_DEBUG") == "1" and "--debug" not in sys.argv
+
+
+def test_predict_and_export_raise_user_errors_and_keep_bugs(tmp_path, monkeypatch):
+    """tools/predict.py and tools/export.py leave input errors to the wrapper (a UserError, not
+    a status they print themselves) and do not turn a bug's ValueError into status 2."""
+    from freezedet.inference import export_cli, predict_images
+    from freezedet.utils.errors import UserFileNotFoundError
+
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(image)
+    missing = str(tmp_path / "no_run")
+    with pytest.raises(UserFileNotFoundError, match="no_run"):
+        predict_images.main(["--run", missing, "--input", str(image), "--output", str(tmp_path)])
+    with pytest.raises(UserFileNotFoundError, match="no_run"):
+        export_cli.main(["--run", missing, "--output", str(tmp_path)])
+
+    def bug(*args, **kwargs):
+        raise ValueError("a real bug")
+
+    monkeypatch.setattr(predict_images.Predictor, "from_config", bug)
+    with pytest.raises(ValueError, match="a real bug"):
+        predict_images.main(["--run", missing, "--input", str(image), "--output", str(tmp_path)])
+
+
+def test_predict_tool_accepts_debug(tmp_path):
+    """``--debug`` is an argument of tools/predict.py (parsed before the wrapper takes it out):
+    the input error's traceback, not argparse's "unrecognized arguments"."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("FREEZEDET_DEBUG", None)
+    tool = os.path.join(REPO, "tools", "predict.py")
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(image)
+    argv = ["--run", str(tmp_path / "no_run"), "--input", str(image), "--output", str(tmp_path)]
+    r = subprocess.run([sys.executable, tool, *argv, "--debug"], capture_output=True, text=True,
+                       env=env, timeout=300)  # fmt: skip
+    assert r.returncode == 1 and "unrecognized arguments" not in r.stderr, r.stderr[-2000:]
+    assert "Traceback" in r.stderr and "UserFileNotFoundError" in r.stderr, r.stderr[-2000:]
+    assert "no_run" in r.stderr.strip().splitlines()[-1], r.stderr[-2000:]

@@ -14,6 +14,7 @@ from PIL import Image
 from detectron2.data import DatasetCatalog
 from freezedet.evaluation.results_file import main as evaluate_main
 from freezedet.inference.predict_images import main as predict_main
+from freezedet.utils.errors import call_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -91,7 +92,10 @@ def test_predict_in_tiles_and_bad_arguments(tmp_path, checkpoints, capsys):
     assert json.loads((out / "results.json").read_text()), "no detections"
     capsys.readouterr()
     missing = ["--config-file", config, "--weights", str(tmp_path / "missing.pth")]
-    assert predict_main(missing + ["--input", image, "--output", str(out), "--opts", *opts]) == 2
-    assert "predict: error: weights" in capsys.readouterr().err
-    assert predict_main(argv + ["--input", str(tmp_path / "*.nothing"), "--opts", *opts]) == 2
+    # input errors are UserErrors: tools/predict.py's wrapper prints them, status 2
+    bad = missing + ["--input", image, "--output", str(out), "--opts", *opts]
+    assert call_main(predict_main, bad, prog="freezedet", debug=False) == 2
+    assert "freezedet: error: weights" in capsys.readouterr().err
+    bad = argv + ["--input", str(tmp_path / "*.nothing"), "--opts", *opts]
+    assert call_main(predict_main, bad, prog="freezedet", debug=False) == 2
     assert "no such file, folder or matching file" in capsys.readouterr().err

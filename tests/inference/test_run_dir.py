@@ -118,3 +118,27 @@ def test_predict_tool_tta_without_a_tta_node(tmp_path, checkpoints):
     assert fused and single and max(r["score"] for r in fused) <= 1.0
     # two views fused: not the single view's detections
     assert sorted(r["score"] for r in fused) != sorted(r["score"] for r in single)
+
+
+def test_evaluate_tool_takes_a_run_directory(tmp_path, checkpoints):
+    """``tools/evaluate.py --run DIR`` evaluates with the run's config.yaml (its test-set override
+    included) and weights; --gt/--results and --run do not mix."""
+    from freezedet.evaluation.results_file import main as evaluate_main
+
+    config, opts, weights = checkpoints("fpn")
+    small_test = "dataloader.test.dataset.names=deepforest_train_10pct"
+    run = _run_dir(tmp_path, config, opts + [small_test], weights)
+    assert evaluate_main(["--run", str(run), "--device", "cpu"]) == 0
+    with open(run / "eval" / "eval_results.json") as f:
+        results = json.load(f)
+    assert set(results["bbox"]) >= {"AP", "AP50"}
+    saved = LazyConfig.load(str(run / "eval" / "config.yaml"))
+    assert saved.dataloader.test.dataset.names == "deepforest_train_10pct"
+    assert saved.train.init_checkpoint == str(run / "model_final.pth")
+    with pytest.raises(SystemExit):
+        evaluate_main(["--run", str(run), "--gt", "a.json", "--results", "b.json"])
+    with pytest.raises(SystemExit):
+        evaluate_main(["--gt", "a.json", "--results", "b.json", "--weights", "w.pth"])
+    with pytest.raises(ValueError, match="holds no checkpoint"):
+        os.remove(run / "model_final.pth")
+        evaluate_main(["--run", str(run), "--device", "cpu"])
