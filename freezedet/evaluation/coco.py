@@ -1,5 +1,7 @@
 """COCO evaluation that works on both detectron2 routes, with a choice of backend."""
 
+import contextlib
+import io
 import itertools
 import json
 import os
@@ -173,7 +175,11 @@ class COCOEvaluator(_D2COCOEvaluator):
         if img_ids is None and self._do_evaluation:
             img_ids = self._predicted_image_ids(predictions)
         if self.backend == "pycocotools":
-            super()._eval_predictions(predictions, img_ids=img_ids)
+            # pycocotools prints ~20 lines of progress and its own copy of the table that
+            # detectron2 logs next: kept in the log at DEBUG level, out of the console
+            with contextlib.redirect_stdout(io.StringIO()) as printed:
+                super()._eval_predictions(predictions, img_ids=img_ids)
+            self._logger.debug("pycocotools:\n" + printed.getvalue())
         else:
             self._eval_predictions_faster(predictions, img_ids)
         if self._box_pr and self._do_evaluation and "bbox" in self._results:
