@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import statistics
+import sys
 import time
 import warnings
 
@@ -43,6 +44,10 @@ from freezedet.engine.ema import cosine_momentum, ema_update_
 from freezedet.model_zoo import get_config
 
 RECIPE = "DeepForest/aligndet_pretrain_faster_rcnn_fpn_effl0.py"
+# the pretext task counts as learned when the loss has gone this fraction of the way from chance
+# to its floor and the top-1 rate is this many times its chance level
+LEARNED_PROGRESS = 0.25
+LEARNED_TOP1 = 10.0
 
 
 class PerViewClipMapper(TwoViewProposalMapper):
@@ -139,7 +144,16 @@ CANDIDATES = {
         [_set("train.clip_grad.enabled", False)],
         None,
     ),
-    "lr_0.0025": ("lr 0.0025 (official per-image lr)", [_set("optimizer.lr", 0.0025)], None),
+    "box_reg_0.1": (
+        "box regression: weight 0.1",
+        [_set("model.detector.roi_heads.box_predictor.loss_weight", {"loss_box_reg": 0.1})],
+        None,
+    ),
+    "lr_0.0025": (
+        "lr 0.0025 (official per-image lr, the recipe's since the diagnosis)",
+        [_set("optimizer.lr", 0.0025)],
+        None,
+    ),
 }
 
 
@@ -179,6 +193,8 @@ def run(name, tiles, args) -> dict:
     aug = cfg.dataloader.train.mapper.augmentations
     aug[0].target_height = aug[0].target_width = args.size
     aug[1].crop_size = (args.size, args.size)
+    if args.lr is not None:
+        cfg.optimizer.lr = args.lr
     for change in changes:
         change(cfg)
     base_momentum = cfg.train.extra_hooks[0].base_momentum
@@ -228,9 +244,16 @@ def run(name, tiles, args) -> dict:
 
     n_neg = math.exp(mean("aligndet/contrast_chance")) - 1
     t = model.temperature
-    floor = math.log1p(n_neg * math.exp(-1.0 / t)) if model.negatives == "both" else float("nan")
+    floor = math.log1p(n_neg * math.exp(-1.0 / t))
+    loss_ratio = mean("loss_contrast") / mean("aligndet/contrast_chance")
+    progress = (1 - loss_ratio) / (1 - floor / mean("aligndet/contrast_chance"))
+    learned = progress >= LEARNED_PROGRESS and (
+        mean("aligndet/contrast_top1") >= LEARNED_TOP1 * mean("aligndet/contrast_top1_chance")
+    )
     return {
         "candidate": name,
+        "learned": bool(learned),
+        "progress": progress,
         "what": CANDIDATES[name][0],
         "iters": args.iters,
         "loss_contrast": mean("loss_contrast"),
@@ -263,6 +286,10 @@ def main():
         "--schedule-iters", type=int, default=600, help="length the momentum schedule assumes"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--lr", type=float, default=None, help="base lr of every candidate (the recipe's)"
+    )
+    p.add_argument("--check", action="store_true", help="exit 1 unless every candidate learned")
     p.add_argument("--verbose", action="store_true", help="print every 20 iterations")
     p.add_argument("--proposals", default=None, help="a proposal cache (default: compute them)")
     p.add_argument("--output", default=None, help="append one json line per candidate")
@@ -280,18 +307,21 @@ def main():
         f"{'box_reg':>7} {'RoIs/im':>7} {'s/iter':>6}",
         flush=True,
     )
+    failed = 0
     for name in names:
         r = run(name, tiles, args)
         print(
             f"{name:<20} {r['loss/chance']:>11.3f} {r['floor/chance']:>8.3f} {r['top1']:>6.3f} "
             f"{r['top1_chance']:>7.3f} {r['loss_box_reg']:>7.3f} {r['rois_per_image']:>7.1f} "
-            f"{r['s_per_iter']:>6.2f}",
+            f"{r['s_per_iter']:>6.2f} {'learned' if r['learned'] else 'NOT learned'}",
             flush=True,
         )
+        failed += not r["learned"]
         if args.output:
             with open(args.output, "a") as f:
                 f.write(json.dumps(r) + "\n")
+    return int(args.check and failed > 0)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

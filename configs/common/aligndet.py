@@ -4,6 +4,12 @@ from detectron2.config import LazyCall as L
 from freezedet.engine.ema import MomentumUpdateHook
 from freezedet.modeling.meta_arch import AlignDetPretrainer
 
+# AlignDet's SGD learning rate per image: 0.02 for 8 GPUs x 2 images (liming-ai/AlignDet
+# configs/_base_/schedules/schedule_1x.py, line 2), to scale linearly to a recipe's batch. The CPU
+# fine-tuning recipes' 0.01 at batch 2 is 4x this, and the online heads then outrun the momentum
+# copy (docs/results/aligndet_deepforest.md, "Diagnosis").
+LR_PER_IMAGE = 0.02 / 16
+
 
 def aligndet_pretraining(detector, train, base_momentum=0.996, temperature=0.5):
     """Wrap a two-stage ``detector`` config into an AlignDetPretrainer config (config-time).
