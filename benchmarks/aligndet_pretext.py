@@ -14,8 +14,15 @@ recipe), and prints, averaged over the last quarter of the iterations:
 - ``top1`` (``aligndet/contrast_top1``): how often a query's most similar candidate is its own
   box in the other view, against its chance level; it does not depend on the temperature.
 
+A candidate has **learned** the pretext task when its loss has gone at least
+``LEARNED_PROGRESS`` of the way from chance to the floor and its top-1 rate is at least
+``LEARNED_TOP1`` times its chance level; ``--check`` exits 1 otherwise (the learnability check of
+a recipe change: ``--candidates no_box_reg --iters 150 --size 256 --check``, ~1-2 s/iteration).
+
 Each candidate draws the same tiles and view seeds. One process, run it alone:
-``OMP_NUM_THREADS=1 python benchmarks/aligndet_pretext.py --iters 120 --candidates all``.
+``OMP_NUM_THREADS=1 python benchmarks/aligndet_pretext.py --iters 50 --size 256 --lr 0.01
+--candidates all`` (the diagnosis in docs/results/aligndet_deepforest.md; ``--lr 0.01`` is the
+recipe's lr before the diagnosis).
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """Every detectron2-version / torch / numpy shim freezedet needs, in one place.
 
-freezedet runs on two detectron2 routes (see README): PyPI ``pb1-detectron2==0.6`` (detectron2
+freezedet runs on two detectron2 routes (docs/detectron2_compatibility.md): PyPI ``pb1-detectron2==0.6`` (detectron2
 v0.6's Python, installed without compiled ops) and detectron2 built from source (main). v0.6 on
 torch 2 / Python 3.11 has a few defects. Each fix below is guarded by a *behavioural* probe, so it
 is a no-op on a detectron2 that is already fixed, and is applied once, at ``import freezedet``.

@@ -6,11 +6,7 @@ import os
 import re
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# a staging file whose text the pages already hold (docs/using_a_trained_model.md, training.md)
-STAGING = {"using_a_trained_model_notes.md"}
-PAGES = [os.path.join(REPO, "README.md")] + sorted(
-    p for p in glob.glob(os.path.join(REPO, "docs", "*.md")) if os.path.basename(p) not in STAGING
-)
+PAGES = [os.path.join(REPO, "README.md")] + sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 

@@ -23,7 +23,7 @@ FREEZEDET_BUILD = 2
 _HOW_TO_BUILD = (
     "Build detectron2 from source with its compiled ops into a fresh environment: "
     "`make clean-venv && FREEZEDET_DETECTRON2_SRC=/path/to/detectron2 make install` (see "
-    "freezedet's README, 'Installing detectron2: two routes')."
+    "freezedet's docs/detectron2_compatibility.md, 'Installing detectron2: two routes')."
 )
 
 # op-name prefix -> (what needs the op, an alternative that works without it)

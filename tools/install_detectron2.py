@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Install detectron2 into the current Python environment, if it has none.
 
-Two routes (see README):
+Two routes (docs/detectron2_compatibility.md):
 
 1. detectron2 is already importable (e.g. built from source by the user): nothing to do.
    ``FREEZEDET_DETECTRON2_SRC=/path/to/detectron2`` installs such a source checkout (with its

@@ -1,6 +1,6 @@
 # Faster R-CNN on a plain ViT (simple pyramid + FPN, P2-P6) on DeepForest tiles, CPU-sized.
-# Default: the frozen DINOv2 ViT-S/14, random weights unless given a file (README "Frozen ViT /
-# ConvNeXt trunks"):
+# Default: the frozen DINOv2 ViT-S/14, random weights unless given a file (docs/training.md "Frozen
+# ViT / ConvNeXt trunks"):
 #     model.backbone.bottom_up.weights=/path/to/vit_small_patch14_dinov2.safetensors
 # Another trunk or mode is an override, e.g. `trunk.name=vitb16clip` (trunks: TRUNKS in
 # freezedet/config/trunks.py); the recipe's four pyramid levels (C2-C5) carry over.

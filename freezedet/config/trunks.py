@@ -157,7 +157,7 @@ TRUNKS = {
     "effb7": _cfg("tf_efficientnet_b7", weights="freezedet://weights/tf_efficientnet_b7.pth"),
     # Plain ViTs (ViTBackbone: ViTDet's simple pyramid gives c2-c5) and ConvNeXt. Except for
     # vits14focus, no weights ship offline: the trunks are random until
-    # `model.backbone.bottom_up.weights=/path/to/file` (the timm or original checkpoint, README
+    # `model.backbone.bottom_up.weights=/path/to/file` (the timm or original checkpoint, docs/training.md
     # "Frozen ViT / ConvNeXt trunks"); no init checkpoint.
     # DINOv2 ViT-S/14 (Oquab et al. 2023): 81.1 linear probe
     "vits14": _cfg(

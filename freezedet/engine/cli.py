@@ -30,7 +30,7 @@ examples:
         train.init_checkpoint=output/DeepForest/faster_rcnn_fpn/effl0_frozen/model_final.pth
   2 processes (2 GPUs with NCCL, or 2 CPU processes with gloo without CUDA):
     tools/train_net.py --config-file ... --num-gpus 2
-  your own COCO-format data: see README.md, "Your own data" (configs/OwnData/).
+  your own COCO-format data: see docs/getting_started.md, "Your own data" (configs/OwnData/).
 
 Each run writes into train.output_dir (default output/<config path below configs/>, plus
 <trunk>_<mode> for a recipe that declares a trunk): log.txt,
