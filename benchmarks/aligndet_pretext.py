@@ -17,12 +17,12 @@ recipe), and prints, averaged over the last quarter of the iterations:
 A candidate has **learned** the pretext task when its loss has gone at least
 ``LEARNED_PROGRESS`` of the way from chance to the floor and its top-1 rate is at least
 ``LEARNED_TOP1`` times its chance level; ``--check`` exits 1 otherwise (the learnability check of
-a recipe change: ``--candidates no_box_reg --iters 150 --size 256 --check``, ~1-2 s/iteration).
+a recipe change: ``--candidates recipe --iters 150 --size 256 --check``, ~1-2 s/iteration).
 
 Each candidate draws the same tiles and view seeds. One process, run it alone:
 ``OMP_NUM_THREADS=1 python benchmarks/aligndet_pretext.py --iters 50 --size 256 --lr 0.01
---candidates all`` (the diagnosis in docs/results/aligndet_deepforest.md; ``--lr 0.01`` is the
-recipe's lr before the diagnosis).
+--box-reg-weight 1 --candidates all`` (the diagnosis in docs/results/aligndet_deepforest.md;
+``--lr 0.01 --box-reg-weight 1`` is the recipe before the diagnosis).
 """
 
 import argparse
@@ -151,9 +151,9 @@ CANDIDATES = {
         [_set("train.clip_grad.enabled", False)],
         None,
     ),
-    "box_reg_0.1": (
-        "box regression: weight 0.1",
-        [_set("model.detector.roi_heads.box_predictor.loss_weight", {"loss_box_reg": 0.1})],
+    "box_reg_1": (
+        "box regression: weight 1 (AlignDet; the recipe's before the diagnosis)",
+        [_set("model.detector.roi_heads.box_predictor.loss_weight", {"loss_box_reg": 1.0})],
         None,
     ),
     "lr_0.0025": (
@@ -202,6 +202,11 @@ def run(name, tiles, args) -> dict:
     aug[1].crop_size = (args.size, args.size)
     if args.lr is not None:
         cfg.optimizer.lr = args.lr
+    if args.box_reg_weight is not None:
+        _set(
+            "model.detector.roi_heads.box_predictor.loss_weight",
+            {"loss_box_reg": args.box_reg_weight},
+        )(cfg)
     for change in changes:
         change(cfg)
     base_momentum = cfg.train.extra_hooks[0].base_momentum
@@ -295,6 +300,9 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--lr", type=float, default=None, help="base lr of every candidate (the recipe's)"
+    )
+    p.add_argument(
+        "--box-reg-weight", type=float, default=None, help="RoI box loss weight of every candidate"
     )
     p.add_argument("--check", action="store_true", help="exit 1 unless every candidate learned")
     p.add_argument("--verbose", action="store_true", help="print every 20 iterations")

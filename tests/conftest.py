@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny synthetic box dataset for fast engine tests (real-data tests live
 beside the components that load real data)."""
 
+import logging
 import os
 import random
 
@@ -28,6 +29,28 @@ def seed_global_rngs():
     random.seed(TEST_SEED)
     np.random.seed(TEST_SEED)
     torch.manual_seed(TEST_SEED)
+
+
+def _loggers():
+    return [logging.getLogger()] + [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+
+
+@pytest.fixture(autouse=True)
+def remove_added_logging_handlers():
+    """Takes away the logging handlers a test added (detectron2's ``setup_logger``, run by the
+    tools and ``setup_run``, attaches a handler to the ``sys.stdout`` of that moment, which pytest
+    closes after the test): later tests would otherwise log into a closed stream, an error that
+    depends on which tests ran before. pytest's own capture handlers are left to pytest."""
+    before = {logger: set(logger.handlers) for logger in _loggers()}
+    yield
+    for logger in _loggers():
+        for handler in set(logger.handlers) - before.get(logger, set()):
+            if not type(handler).__module__.startswith("_pytest"):
+                logger.removeHandler(handler)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -11,8 +11,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # runs a tool as `python tools/<tool>.py --help` would, then reports the heavy modules imported
 _PROBE = """
-import runpy, sys
+import os, runpy, sys
 sys.argv = [sys.argv[1], "--help"]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as `python tools/<tool>.py` does
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
 except SystemExit as e:
@@ -23,11 +24,12 @@ print("EXIT", code, "HEAVY", ",".join(heavy) or "-")
 
 
 # every command-line tool; detectron2_C_standin.py is no tool but the module that
-# install_detectron2.py copies to detectron2/_C.py (it imports torch, as detectron2/_C must)
+# install_detectron2.py copies to detectron2/_C.py (it imports torch, as detectron2/_C must), and
+# _stdlib_cli.py is the tools' shared helper
 TOOLS = sorted(
     name[:-3]
     for name in os.listdir(os.path.join(ROOT, "tools"))
-    if name.endswith(".py") and name != "detectron2_C_standin.py"
+    if name.endswith(".py") and name != "detectron2_C_standin.py" and not name.startswith("_")
 )
 
 

@@ -67,6 +67,7 @@ def _tool(name, argv, monkeypatch):
     ``FREEZEDET_DEBUG=1`` so that an error propagates with its type; returns the tool's globals."""
     path = os.path.join(TOOLS, name)
     monkeypatch.setattr(sys, "argv", [path, *argv])
+    monkeypatch.syspath_prepend(TOOLS)  # as `python tools/<name>` does
     monkeypatch.setenv("FREEZEDET_DEBUG", "1")
     try:
         runpy.run_path(path, run_name="__main__")

@@ -9,25 +9,13 @@ writes ``preds/<image>.png`` (detections drawn with class names and scores) and
 ``preds/results.json`` (COCO results). All logic lives in ``freezedet.inference``.
 """
 
-import importlib.util
-import os
 import sys
 
-
-def _cli():
-    """``freezedet.inference.cli`` loaded from its file without importing the freezedet package
-    (which imports torch and detectron2, seconds), so that ``--help`` and argument errors answer
-    at once; ``cli.py`` imports only the standard library."""
-    package = importlib.util.find_spec("freezedet")
-    path = os.path.join(package.submodule_search_locations[0], "inference", "cli.py")
-    spec = importlib.util.spec_from_file_location("_freezedet_inference_cli", path)
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    return cli
-
+from _stdlib_cli import load_stdlib_module  # tools/, a sibling: --help before slow imports
 
 if __name__ == "__main__":
-    _cli().predict_argument_parser().parse_args()  # --help, bad arguments: before the slow imports
+    # --help, bad arguments: before the slow imports
+    load_stdlib_module("inference", "cli.py").predict_argument_parser().parse_args()
     from freezedet.inference.predict_images import main  # noqa: E402
     from freezedet.utils.errors import run_tool  # noqa: E402
 

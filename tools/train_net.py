@@ -8,26 +8,14 @@ Without CUDA, ``--num-gpus N`` starts N CPU processes (gloo). ``--help`` lists e
 logic lives in ``freezedet.engine``; ``python -m freezedet.engine.launch`` is the same command.
 """
 
-import importlib.util
 import os
 import sys
 
-
-def _argument_parser():
-    """``freezedet.engine.cli.argument_parser``, loaded from its file without importing the
-    freezedet package (which imports torch and detectron2, seconds), so that ``--help`` and
-    argument errors answer at once; ``cli.py`` imports only the standard library."""
-    package = importlib.util.find_spec("freezedet")
-    path = os.path.join(package.submodule_search_locations[0], "engine", "cli.py")
-    spec = importlib.util.spec_from_file_location("_freezedet_cli", path)
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    return cli.argument_parser()
-
+from _stdlib_cli import load_stdlib_module  # tools/, a sibling: --help before slow imports
 
 if __name__ == "__main__":
-    args = _argument_parser().parse_args()
-    from freezedet.engine.launch import run  # noqa: E402  (after parsing: see _argument_parser)
+    args = load_stdlib_module("engine", "cli.py").argument_parser().parse_args()
+    from freezedet.engine.launch import run  # noqa: E402  (after parsing)
     from freezedet.utils.errors import DEBUG_ENV, call_main  # noqa: E402
 
     if args.debug:  # also in the processes --num-gpus starts

@@ -76,6 +76,7 @@ def test_help_is_fast_and_shows_freezedet_examples():
     code = (
         "import runpy, sys\n"
         "sys.argv = ['train_net.py', '--help']\n"
+        "sys.path.insert(0, 'tools')\n"  # as `python tools/train_net.py` does
         "try:\n    runpy.run_path('tools/train_net.py', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
         "print('heavy imports:', sorted({'torch', 'detectron2'} & set(sys.modules)))\n"

@@ -98,6 +98,10 @@ def test_defaults_are_the_papers():
     assert m.temperature == 0.5 and m.rois_per_image == 4096, (m.temperature, m.rois_per_image)
     assert [type(x).__name__ for x in m.projector] == ["Linear", "ReLU", "Linear"]
     assert set(m.momentum) == {"backbone", "proposal_generator", "roi_heads", "projector"}
+    # the two measured deviations (docs/results/aligndet_deepforest.md, "Diagnosis"): AlignDet's
+    # per-image lr at batch 2, and the box regression at 0.1 of AlignDet's weight
+    assert cfg.optimizer.lr == pytest.approx(0.02 / 16 * 2), cfg.optimizer.lr
+    assert m.roi_heads.box_predictor.loss_weight == {"loss_box_reg": 0.1}
 
 
 def test_train_step_gradients_only_on_online_trainable(model):
@@ -267,7 +271,8 @@ def test_asymmetric_views_and_momentum_rpn(model):
 
 
 def test_regression_is_averaged_over_positives(model):
-    """loss_box_reg = the predictor's L1 over the sampled (positive) RoIs / their number."""
+    """loss_box_reg = the predictor's L1 over the sampled (positive) RoIs / their number, times
+    the recipe's regression weight."""
     model.train()
     torch.manual_seed(0)
     batch = _batch()
@@ -299,7 +304,8 @@ def test_regression_is_averaged_over_positives(model):
         ]
     )
     target = model.roi_heads.box_predictor.box2box_transform.get_deltas(rois, gt)
-    expected = (deltas - target).abs().sum() / len(rois)
+    weight = model.roi_heads.box_predictor.loss_weight["loss_box_reg"]
+    expected = weight * (deltas - target).abs().sum() / len(rois)
     # RPN RoIs matched besides the appended pseudo-boxes
     assert len(rois) > sum(len(v["instances"]) for v in views), len(rois)
     assert torch.allclose(loss, expected, atol=1e-5), (loss.item(), expected.item())
