@@ -101,7 +101,7 @@ def align_proposals(
     h, w = image_size
     window = np.array([0.0, 0.0, w, h])
     maps = [_axis_map(transforms, image_size) for transforms, _ in views]
-    for (scale, offset), (vh, vw) in zip(maps, (size for _, size in views)):
+    for (scale, offset), (_, (vh, vw)) in zip(maps, views):
         corners = (np.array([[0.0, 0.0], [vw, vh]]) - offset) / scale  # view frame -> original
         window[:2] = np.maximum(window[:2], corners.min(0))
         window[2:] = np.minimum(window[2:], corners.max(0))
