@@ -37,7 +37,9 @@ def _data_overrides(name, root):
     folder = name.split("/")[0]
     if folder == "OwnData":  # "your own data": the COCO json, pointed at by its four paths
         coco = os.path.join(root, "coco")
-        return [
+        return [  # names of their own: other tests register the recipe's with other files
+            "dataloader.train.dataset.name=recipes_own_train",
+            "dataloader.test.dataset.name=recipes_own_val",
             f"dataloader.train.dataset.json_file={coco}/annotations/instances_train2017.json",
             f"dataloader.train.dataset.image_root={coco}/train2017",
             f"dataloader.test.dataset.json_file={coco}/annotations/instances_val2017.json",
