@@ -113,6 +113,25 @@ def _model_overrides(cfg):
     return opts
 
 
+def _deepforest_overrides(cfg, tmp_path):
+    """A DeepForest recipe as it is, on its real tiles (400 px, no resizing: no size override),
+    evaluated on 4 of them, with the narrow heads of :func:`_model_overrides`."""
+    opts = [
+        f"train.output_dir={tmp_path}",
+        "train.seed=0",
+        "dataloader.train.num_workers=0",
+        "dataloader.test.num_workers=0",
+        "dataloader.test.dataset.names=deepforest_train_10pct",
+    ]
+    if "aligndet_pretrain_" in cfg.train.init_checkpoint:
+        # AlignDet fine-tunes start from a pre-training run; here from the ImageNet trunk (the
+        # transfer: tests/checkpoint/test_aligndet_transfer.py, engine/test_aligndet_pretrain.py)
+        opts += ["train.init_checkpoint=freezedet://weights/tf_efficientnet_lite0.pth"]
+        if "aligndet_transfer" in cfg.train:
+            opts += ["train.aligndet_transfer=None"]
+    return opts + _model_overrides(cfg)
+
+
 def _overrides(name, root, tmp_path):
     cfg = load_config(name)
     opts = [
@@ -176,3 +195,19 @@ def test_lvis_recipes_train_and_evaluate_on_lvis_format(
         opts = _overrides(name, real_format_data, tmp_path / name[-11:-3])
         cfg = load_config(name, opts + [f"train.init_checkpoint={tmp_path}/s1/model_final.pth"])
         _train_and_evaluate(cfg, build_trainer_parts)
+
+
+# pre-training has no labels and no evaluation (tests/engine/test_aligndet_pretrain.py trains
+# both pre-training recipes); the shared-trunk detectors carry several heads at once
+# (tests/modeling/test_shared_trunk.py, tests/config/test_yacs.py train and evaluate them)
+DEEPFOREST = sorted(
+    os.path.relpath(p, ROOT)
+    for p in glob.glob(os.path.join(ROOT, "DeepForest", "*.py"))
+    if not os.path.basename(p).startswith(("aligndet_pretrain_", "shared_trunk_"))
+)
+
+
+@pytest.mark.parametrize("name", DEEPFOREST)
+def test_deepforest_recipe_trains_and_evaluates_on_its_tiles(name, tmp_path, build_trainer_parts):
+    cfg = load_config(name, _deepforest_overrides(load_config(name), tmp_path))
+    _train_and_evaluate(cfg, build_trainer_parts)
