@@ -172,7 +172,7 @@ def do_train(args, cfg):
 
 @contextlib.contextmanager
 def _sigterm_exits():
-    """While training, SIGTERM raises ``SystemExit(143)`` as SIGINT raises KeyboardInterrupt:
+    """While training, SIGTERM raises ``SystemExit(143)`` and SIGINT KeyboardInterrupt, each logged:
     Python's default action for SIGTERM ends the process at once, and the data loader's worker
     processes outlived it; an exception unwinds training and the interpreter's exit ends them.
     (Only the main thread can set signal handlers; elsewhere this does nothing.)"""
@@ -182,13 +182,17 @@ def _sigterm_exits():
 
     def _exit(signum, frame):
         logger.warning(f"{signal.Signals(signum).name}: stopping training")
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, _exit)
+    # SIGINT too: a process started with SIGINT ignored (inherited) would not stop otherwise
+    previous = {sig: signal.signal(sig, _exit) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _say_where_training_starts(cfg, args, checkpointer):

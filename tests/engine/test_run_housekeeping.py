@@ -164,7 +164,11 @@ def test_data_loader_workers_end_with_the_trainer(sig, coco_config, tmp_path):
         assert len(workers) >= 2, (workers, proc.poll())
         time.sleep(1.0)  # let the workers start their loop
         proc.send_signal(sig)
-        output = proc.communicate(timeout=120)[0].decode(errors="replace")
+        try:
+            output = proc.communicate(timeout=120)[0].decode(errors="replace")
+        except subprocess.TimeoutExpired as late:
+            tail = (late.output or b"").decode(errors="replace")[-3000:]
+            raise AssertionError(f"still running 120 s after {sig.name}:\n{tail}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
