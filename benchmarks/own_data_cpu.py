@@ -10,7 +10,6 @@ Arguments after the options are ``key=value`` overrides of the written config.
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -35,40 +34,10 @@ train.seed = 0
 """
 
 
-def write_coco_json(records, path: str, image_root: str) -> int:
-    """Detectron2 records (XYXY_ABS boxes, class 0) as a COCO json, file names relative to
-    ``image_root``; returns the number of boxes."""
-    images, annotations = [], []
-    for r in records:
-        images.append(
-            {
-                "id": r["image_id"],
-                "file_name": os.path.relpath(r["file_name"], image_root),
-                "height": r["height"],
-                "width": r["width"],
-            }
-        )
-        for a in r["annotations"]:
-            x0, y0, x1, y1 = a["bbox"]
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": r["image_id"],
-                    "category_id": 1,
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "area": (x1 - x0) * (y1 - y0),
-                    "iscrowd": 0,
-                }
-            )
-    data = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "tree"}]}
-    with open(path, "w") as f:
-        json.dump(data, f)
-    return len(annotations)
-
-
 def write_own_data(out: str, recipe: str) -> str:
     """The DeepForest train / val tiles as ``out``/{train,val}.json and a config file training
     ``recipe`` on them; returns the config's path."""
+    from freezedet.data.coco_json import write_coco_json
     from freezedet.data.deepforest import load_deepforest
 
     os.makedirs(out, exist_ok=True)
@@ -77,7 +46,7 @@ def write_own_data(out: str, recipe: str) -> str:
     jsons = {}
     for split, records in splits.items():
         jsons[split] = os.path.join(os.path.abspath(out), f"{split}.json")
-        boxes = write_coco_json(records, jsons[split], image_root)
+        boxes = write_coco_json(records, jsons[split], image_root=image_root, class_names=["tree"])
         print(f"{split}: {len(records)} images, {boxes} boxes -> {jsons[split]}")
     config = os.path.join(out, "own_trees.py")
     with open(config, "w") as f:

@@ -13,6 +13,7 @@ from PIL import Image
 import freezedet  # noqa: F401
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
+from freezedet.data.coco_json import write_coco_json
 
 # The global RNG state every test starts from, whatever ran before it (tests run in random order:
 # pytest-randomly, see setup.cfg).
@@ -106,37 +107,10 @@ def synthetic_dataset(tmp_path_factory):
 def write_coco_config(root, n=4):
     """Synthetic images + COCO json + a config file (outside configs/) that trains the DeepForest
     Faster R-CNN recipe on them through ``coco_json_dataset``: usable by subprocess runs."""
-    import json
-
-    records = make_synthetic_dataset(os.path.join(root, "images"), n=n)
-    images, anns = [], []
-    for r in records:
-        images.append(
-            {
-                "id": r["image_id"],
-                "file_name": os.path.basename(r["file_name"]),
-                "height": r["height"],
-                "width": r["width"],
-            }
-        )
-        for a in r["annotations"]:
-            x0, y0, x1, y1 = a["bbox"]
-            anns.append(
-                {
-                    "id": len(anns) + 1,
-                    "image_id": r["image_id"],
-                    "category_id": 1,
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "area": (x1 - x0) * (y1 - y0),
-                    "iscrowd": 0,
-                }
-            )
-    json_file = os.path.join(root, "ann.json")
-    with open(json_file, "w") as f:
-        json.dump(
-            {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "box"}]}, f
-        )
     image_root = os.path.join(root, "images")
+    records = make_synthetic_dataset(image_root, n=n)
+    json_file = os.path.join(root, "ann.json")
+    write_coco_json(records, json_file, image_root=image_root, class_names=["box"])
     config = os.path.join(root, "synthetic_coco.py")
     with open(config, "w") as f:
         f.write(f"""from detectron2.config import LazyCall as L

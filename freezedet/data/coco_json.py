@@ -25,7 +25,13 @@ from detectron2.utils.file_io import PathManager
 from ..utils.errors import UserFileNotFoundError, UserKeyError, UserValueError
 from .validate import checked_dataset_dicts
 
-__all__ = ["REQUIRED_FIELDS", "check_coco_json", "coco_json_dataset", "load_json_with_fields"]
+__all__ = [
+    "REQUIRED_FIELDS",
+    "check_coco_json",
+    "coco_json_dataset",
+    "load_json_with_fields",
+    "write_coco_json",
+]
 
 # what detectron2's load_coco_json reads from every entry of each top-level list
 REQUIRED_FIELDS = {
@@ -157,3 +163,35 @@ def coco_json_dataset(
         verify_images=verify_images,
         high_bit_depth=high_bit_depth,
     )
+
+
+def write_coco_json(records, path: str, *, image_root: str, class_names) -> int:
+    """detectron2 box records (``XYXY_ABS`` boxes, contiguous ``category_id`` from 0) written as
+    a COCO json (category ids from 1, file names relative to ``image_root``), the form of
+    docs/getting_started.md's "Your own data"; returns the number of boxes."""
+    images, annotations = [], []
+    for r in records:
+        images.append(
+            {
+                "id": r["image_id"],
+                "file_name": os.path.relpath(r["file_name"], image_root),
+                "height": r["height"],
+                "width": r["width"],
+            }
+        )
+        for a in r["annotations"]:
+            x0, y0, x1, y1 = a["bbox"]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": r["image_id"],
+                    "category_id": a["category_id"] + 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                }
+            )
+    categories = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
+    with open(path, "w") as f:
+        json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
+    return len(annotations)

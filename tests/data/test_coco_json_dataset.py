@@ -161,3 +161,31 @@ def test_unknown_category_id_names_the_json(tmp_path):
     register_coco_instances("cocojson_test_cats_d2", {}, str(bad), root)
     with pytest.raises(KeyError, match=r"cats.json: Encountered category_id=7 .*add the category"):
         checked_dataset_dicts("cocojson_test_cats_d2")
+
+
+def test_write_coco_json_round_trips_through_the_dataset(tmp_path):
+    """Records written by ``write_coco_json`` load back as the same boxes and classes."""
+    from freezedet.data.coco_json import write_coco_json
+
+    (tmp_path / "images").mkdir()
+    records = []
+    for i, boxes in enumerate([[(4.0, 6.0, 30.0, 40.0)], [(1.0, 2.0, 9.0, 9.0), (20, 10, 60, 50)]]):
+        path = str(tmp_path / "images" / f"{i}.png")
+        Image.fromarray(np.full((64, 80, 3), 100 + i, np.uint8)).save(path)
+        anns = [{"bbox": list(b), "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0} for b in boxes]
+        records.append(
+            {"file_name": path, "image_id": i, "height": 64, "width": 80, "annotations": anns}
+        )
+    path = str(tmp_path / "ann.json")
+    n = write_coco_json(records, path, image_root=str(tmp_path / "images"), class_names=["box"])
+    assert n == sum(len(r["annotations"]) for r in records)
+    loaded = coco_json_dataset(
+        name="written_roundtrip", json_file=path, image_root=str(tmp_path / "images")
+    )
+    by_file = {r["file_name"]: r for r in loaded}
+    for r in records:
+        got = by_file[r["file_name"]]
+        boxes = sorted(tuple(a["bbox"]) for a in got["annotations"])
+        want = sorted(tuple(float(v) for v in a["bbox"]) for a in r["annotations"])
+        assert boxes == want, (boxes, want)
+        assert {a["category_id"] for a in got["annotations"]} == {0}
