@@ -131,6 +131,9 @@ def test_grid_cell_instantiates(name, trunk, mode):
     )
     bottom_up = cfg.model.backbone.bottom_up
     assert trunk == "r50" or bottom_up.model_name == TRUNKS[trunk].model_name
+    # a recipe's feature cache serves its frozen trunk only
+    cached = get_config(name).model.backbone.bottom_up.get("feature_cache") is not None
+    assert (bottom_up.get("feature_cache") is not None) == (cached and mode == "frozen")
     _check_instantiates(cfg, name, mode)
 
 

@@ -11,7 +11,7 @@ from freezedet.inference import DihedralTTA
 from freezedet.modeling.backbone import FeatureCache
 
 from ..common.schedule import REF_72EP, step_schedule
-from .faster_rcnn_fpn import dataloader, model, optimizer, train
+from .faster_rcnn_fpn import dataloader, model, optimizer, train, trunk
 
 # 1. Stride-4 features. Trees are 17-73 px (5th-95th percentile); the reference FPN baseline uses
 #    P2-P6 from C2 (TF Model Garden official/vision/configs/maskrcnn.py: min_level 2, max_level 6;

@@ -32,6 +32,9 @@ __all__ = [
     "read_metrics",
     "collect_run",
     "collect_study",
+    "is_converged",
+    "mode_gaps",
+    "write_mode_gaps",
     "write_table",
     "plot_study",
     "PLOTS",
@@ -51,6 +54,10 @@ MIN_FISHER = 4
 # permutation p-values enumerate all n! orders up to this n, else sample
 MAX_EXACT_PERMUTATION = 8
 AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+# test-time-augmentation results a recipe's `tta` adds to eval_results.json ("bbox_TTA")
+TTA_KEYS = ("AP", "AP50", "AP75")
+# "converged" (issue #13): the last three evaluations within this many AP points
+CONVERGED_WITHIN = 1.0
 PLOTS = (
     "ap_by_mode_neck",
     "ap_vs_top1_logit",
@@ -224,13 +231,14 @@ def collect_run(directory: str) -> dict:
     finished = is_finished(directory)
     row["status"] = "done" if finished else manifest.get("status", "missing")
     row["returncode"] = manifest.get("returncode")
+    results = {}
     if finished:
         with open(os.path.join(directory, "eval_results.json")) as f:
-            bbox = json.load(f).get("bbox", {})
-        for k in AP_KEYS:
-            row[k] = _num(bbox.get(k))
-    else:
-        row.update({k: None for k in AP_KEYS})
+            results = json.load(f)
+    for k in AP_KEYS:
+        row[k] = _num(results.get("bbox", {}).get(k))
+    for k in TTA_KEYS:
+        row[f"TTA_{k}"] = _num(results.get("bbox_TTA", {}).get(k))
     metrics = read_metrics(os.path.join(directory, "metrics.json"))
     train = [m for m in metrics if "s_per_iter" in m]
     s_iter = [m["s_per_iter"] for m in train]
@@ -248,12 +256,85 @@ def collect_run(directory: str) -> dict:
     # evaluations during training are logged at the iteration before the count they follow, the
     # final one (after training) at max_iter itself
     n = row["max_iter"] or 0
-    row["ap_curve"] = [
-        (min(m["iteration"] + 1, n), m["bbox/AP"])
-        for m in metrics
-        if _num(m.get("bbox/AP")) is not None
-    ]
+    curve = OrderedDict()  # the final evaluation repeats the last periodic one's iteration
+    for m in metrics:
+        if _num(m.get("bbox/AP")) is not None:
+            curve[min(m["iteration"] + 1, n)] = m["bbox/AP"]
+    row["ap_curve"] = list(curve.items())
+    row["converged"] = is_converged(row["ap_curve"]) if finished else None
     return row
+
+
+def is_converged(ap_curve: Sequence[Tuple[int, float]], within: float = CONVERGED_WITHIN):
+    """Issue #13's criterion on an AP-vs-iteration curve: the last three evaluations lie within
+    ``within`` AP points of each other (None with fewer than three)."""
+    aps = [ap for _, ap in ap_curve][-3:]
+    if len(aps) < 3:
+        return None
+    return bool(max(aps) - min(aps) <= within)
+
+
+def _ap(v: Optional[float]) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
+def _mean_sd(values: Sequence[float]) -> str:
+    if not values:
+        return "–"
+    sd = f" ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.1f}{sd}"
+
+
+def mode_gaps(
+    rows: Sequence[dict], a: str = "frozen", b: str = "finetune", metric: str = "AP"
+) -> List[dict]:
+    """Per (neck, backbone, dataset, schedule) with finished runs in modes ``a`` and ``b``: each
+    mode's per-seed ``metric``, and the gap ``a - b`` per seed present in both (paired by seed),
+    its mean and sample sd."""
+    keys = ("neck", "backbone", "dataset", "schedule")
+    by = defaultdict(dict)
+    for r in rows:
+        if r["status"] == "done" and r.get(metric) is not None and r["mode"] in (a, b):
+            by[tuple(r[k] for k in keys)].setdefault(r["mode"], {})[r["seed"]] = r[metric]
+    out = []
+    for group, modes in by.items():
+        pa, pb = modes.get(a, {}), modes.get(b, {})
+        paired = sorted(set(pa) & set(pb))
+        out.append(
+            dict(
+                zip(keys, group),
+                metric=metric,
+                **{a: dict(sorted(pa.items())), b: dict(sorted(pb.items()))},
+                gap={s: pa[s] - pb[s] for s in paired},
+            )
+        )
+    return out
+
+
+def write_mode_gaps(rows: Sequence[dict], path: str, a: str = "frozen", b: str = "finetune"):
+    """Markdown of :func:`mode_gaps` for plain AP and (where present) TTA AP."""
+    lines = []
+    for metric in ("AP", "AP50", "TTA_AP", "TTA_AP50"):
+        gaps = mode_gaps(rows, a, b, metric)
+        if not any(g[a] or g[b] for g in gaps):
+            continue
+        lines += [
+            f"\n**{metric}**: {a} - {b} per detector (mean ± sd over seeds; per seed)\n",
+            f"| neck | backbone | dataset | schedule | {a} | {b} | gap | per seed: {a} / {b} |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for g in gaps:
+            seeds = sorted(set(g[a]) | set(g[b]))
+            per = ", ".join(f"s{s}: {_ap(g[a].get(s))} / {_ap(g[b].get(s))}" for s in seeds)
+            lines.append(
+                f"| {g['neck']} | {g['backbone']} | {g['dataset']} | {g['schedule']} | "
+                f"{_mean_sd(list(g[a].values()))} (n={len(g[a])}) | "
+                f"{_mean_sd(list(g[b].values()))} (n={len(g[b])}) | "
+                f"{_mean_sd(list(g['gap'].values()))} (n={len(g['gap'])}) | {per} |"
+            )
+    with open(path, "w") as f:
+        f.write("\n".join(lines).lstrip("\n") + "\n")
+    return path
 
 
 def write_table(rows: Sequence[dict], out_dir: str) -> List[str]:
@@ -277,7 +358,7 @@ def write_table(rows: Sequence[dict], out_dir: str) -> List[str]:
             return f"{v:.1f}" if k not in ("s_per_iter",) else f"{v:.2f}"
         return str(v)
 
-    md_cols = [c for c in cols if c not in ("returncode", "run_id", "peak_mem_mb")]
+    md_cols = [c for c in cols if c not in ("returncode", "run_id")]
     lines = ["| " + " | ".join(md_cols) + " |", "|" + "---|" * len(md_cols)]
     lines += ["| " + " | ".join(fmt(c, r.get(c)) for c in md_cols) + " |" for r in rows]
     with open(paths[2], "w") as f:
@@ -595,6 +676,7 @@ def collect_study(study: dict, output_dir: str) -> List[str]:
     paths.append(
         write_correlations(top1_correlations(rows), os.path.join(output_dir, "correlations.md"))
     )
+    paths.append(write_mode_gaps(rows, os.path.join(output_dir, "gaps.md")))
     name = os.path.splitext(os.path.basename(study.get("_path", "")))[0]
     paths += plot_study(rows, os.path.join(output_dir, "plots"), title=name)
     return paths
@@ -607,6 +689,7 @@ def collect_from_table(table_json: str, output_dir: str, title: str = "") -> Lis
         rows = json.load(f)
     os.makedirs(output_dir, exist_ok=True)
     paths = [
-        write_correlations(top1_correlations(rows), os.path.join(output_dir, "correlations.md"))
+        write_correlations(top1_correlations(rows), os.path.join(output_dir, "correlations.md")),
+        write_mode_gaps(rows, os.path.join(output_dir, "gaps.md")),
     ]
     return paths + plot_study(rows, os.path.join(output_dir, "plots"), title=title)

@@ -229,7 +229,8 @@ def use_trunk(model, dataloader, train, name: str, mode: str, trained_norm: Opti
     replaces and any key a recipe set on it besides the trunk's identity, mode and norm carry
     over), ``model.pixel_mean`` / ``pixel_std`` / ``input_format``,
     ``dataloader.train.mapper.image_format`` and ``train.init_checkpoint`` (the record's weights,
-    "" from scratch). ``trained_norm``: the trunk's norm when its weights train (e.g. "SyncBN");
+    "" from scratch). A mode whose trunk trains drops the recipe's ``feature_cache`` (it holds
+    frozen features). ``trained_norm``: the trunk's norm when its weights train (e.g. "SyncBN");
     None: the mode's own.
     """
     _check_name("trunk.name", name, TRUNKS, "a trunk record (freezedet.config.TRUNKS)")
@@ -244,6 +245,10 @@ def use_trunk(model, dataloader, train, name: str, mode: str, trained_norm: Opti
         node.out_features = _levels_as(old.out_features, record.trunk.out_features)
     node.mode = mode
     node.norm = trained_norm if (how.trains and trained_norm) else how.norm
+    if how.trains and node.get("feature_cache") is not None:
+        # a recipe's cache of its frozen trunk's features: a trunk that trains computes new
+        # features every step (check_feature_cache_config refuses a cache on one)
+        node.feature_cache = None
     model.backbone.bottom_up = node
     model.pixel_mean, model.pixel_std = list(record.mean), list(record.std)
     model.input_format = record.input_format

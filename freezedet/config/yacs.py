@@ -79,6 +79,7 @@ def add_freezedet_config(cfg: CN) -> CN:
     f.NASFPN.BLOCK = "conv"
     f.NASFPN.COMBINE = "searched"
     f.NASFPN.DROP_CONNECT_RATE = 0.0
+    f.NASFPN.MIN_LEVEL = 3  # 2: the cell graph on P2-P6 (bottom-up C2-C5)
     f.PLAIN_NECK = CN()
     f.PLAIN_NECK.OUT_CHANNELS = 256
     f.PLAIN_NECK.NUM_LAYERS = 1

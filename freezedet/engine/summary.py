@@ -300,8 +300,13 @@ def check_cacheable_augmentations(augmentations) -> None:
         raise UserValueError(
             f"feature cache refused: train augmentation {name} ({why}), so trunk inputs never "
             "repeat and cached features would never be reused. Use only flips, 90-degree "
-            "rotations and a finite choice of sizes, or set the trunk's feature_cache=None."
+            "rotations and a finite choice of sizes, or add the override "
+            f"{_NO_CACHE_OVERRIDE}."
         )
+
+
+# the override that removes a recipe's feature cache (Hydra's override grammar: null, not None)
+_NO_CACHE_OVERRIDE = "model.backbone.bottom_up.feature_cache=null"
 
 
 def check_feature_cache_config(cfg) -> None:
@@ -311,10 +316,16 @@ def check_feature_cache_config(cfg) -> None:
     if not trunks:
         return
     for t in trunks:
+        if isinstance(t.get("feature_cache"), str):
+            raise UserValueError(
+                f"feature_cache={t.get('feature_cache')!r} is a string: key=value overrides "
+                f"use Hydra's syntax, so no cache is {_NO_CACHE_OVERRIDE} (null, not None)."
+            )
         if t.get("mode", "frozen") != "frozen":
             raise UserValueError(
                 f"feature cache refused: trunk mode={t.get('mode')!r}; only a frozen trunk "
-                "computes the same features in every epoch."
+                "computes the same features in every epoch. Add the override "
+                f"{_NO_CACHE_OVERRIDE} (the study files' finetune mode entries carry it)."
             )
     mapper = cfg.dataloader.train.get("mapper")
     target = mapper.get("_target_") if mapper is not None else None

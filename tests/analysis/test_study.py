@@ -77,6 +77,7 @@ def test_expand_runs_grid_ids_overrides_only(tmp_path):
         ("deepforest_effl_lite.py", 64),
         ("deepforest_plainneck_capacity.py", 16),
         ("coco_proper_reuse.py", 18),
+        ("deepforest_proper_reuse.py", 18),
     ],
 )
 def test_shipped_studies_expand(name, n_runs):

@@ -11,6 +11,10 @@ from freezedet.analysis.transfer import (
     AP_FLOOR,
     EPS,
     bootstrap_ci,
+    collect_run,
+    is_converged,
+    mode_gaps,
+    write_mode_gaps,
     correlation_interval,
     fisher_z_ci,
     logit,
@@ -186,3 +190,48 @@ def test_table_and_plots_from_rows(tmp_path):
     assert len(pngs) == 6
     for p in pngs:
         assert os.path.getsize(p) > 10_000, p
+
+
+def test_convergence_is_the_last_three_evaluations_within_one_ap():
+    assert is_converged([(100, 5.0), (200, 12.0), (300, 12.9), (400, 12.0)]) is True
+    assert is_converged([(100, 5.0), (200, 11.8), (300, 12.9), (400, 12.0)]) is False
+    assert is_converged([(300, 12.9), (400, 12.0)]) is None
+
+
+def test_mode_gaps_pair_seeds_and_name_missing_ones(tmp_path):
+    rows = [
+        _row("fpn", "l0", "frozen", 75.1, 12.0, seed=0),
+        _row("fpn", "l0", "frozen", 75.1, 13.0, seed=1),
+        _row("fpn", "l0", "finetune", 75.1, 16.0, seed=0),
+        _row("fpn", "l0", "finetune", 75.1, 15.0, seed=1),
+        _row("fpn", "l0", "finetune", 75.1, 14.0, seed=2),  # no frozen seed 2: not in the gap
+        _row("nas", "l0", "frozen", 75.1, 9.0, seed=0),
+        dict(_row("nas", "l0", "finetune", 75.1, 30.0, seed=0), status="failed"),
+    ]
+    gaps = {g["neck"]: g for g in mode_gaps(rows)}
+    assert gaps["fpn"]["gap"] == {0: -4.0, 1: -2.0}
+    assert gaps["fpn"]["finetune"] == {0: 16.0, 1: 15.0, 2: 14.0}
+    assert gaps["nas"]["gap"] == {} and gaps["nas"]["finetune"] == {}
+    md = open(write_mode_gaps(rows, str(tmp_path / "gaps.md"))).read()
+    # gap mean -3.0, sample sd of (-4, -2) = 1.414
+    assert "| fpn | l0 | full | x | 12.5 ± 0.7 (n=2) | 15.0 ± 1.0 (n=3) | -3.0 ± 1.4 (n=2) |" in md
+    assert "s2: – / 14.0" in md
+    assert "| nas | l0 | full | x | 9.0 (n=1) | – (n=0) | – (n=0) | s0: 9.0 / – |" in md
+
+
+def test_collect_run_reads_tta_results_and_convergence(tmp_path):
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "manifest.json").write_text(json.dumps(dict(axes=dict(neck="fpn"), status="done")))
+    results = dict(bbox=dict(AP=12.0, AP50=40.0), bbox_TTA=dict(AP=17.0, AP50=50.0, AP75=9.0))
+    (d / "eval_results.json").write_text(json.dumps(results))
+    (d / "DONE").write_text("")
+    metrics = [dict(iteration=i, s_per_iter=1.0) for i in range(400)]
+    # periodic evaluations at 100, 200, 300 and the final one (after training) at 300 again
+    metrics += [{"iteration": i, "bbox/AP": ap} for i, ap in ((99, 5.0), (199, 11.5), (299, 12.0))]
+    metrics += [{"iteration": 399, "bbox/AP": 12.2}, {"iteration": 400, "bbox/AP": 12.2}]
+    (d / "metrics.json").write_text("\n".join(json.dumps(m) for m in metrics) + "\n")
+    row = collect_run(str(d))
+    assert (row["AP"], row["TTA_AP"], row["TTA_AP75"]) == (12.0, 17.0, 9.0)
+    assert row["ap_curve"] == [(100, 5.0), (200, 11.5), (300, 12.0), (400, 12.2)]
+    assert row["converged"] is True

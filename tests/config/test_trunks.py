@@ -123,7 +123,7 @@ def test_unknown_values_name_the_valid_ones(opts, match):
 
 
 def test_recipe_that_fixes_its_trunk_refuses_a_selection():
-    name = "DeepForest/faster_rcnn_fpn_p2_effl0_frozen.py"
+    name = "DeepForest/cascade_rcnn_fpn_p2_effl0_frozen.py"
     assert "trunk" not in get_config(name)
     with pytest.raises(KeyError, match="fixes its trunk and mode"):
         load_config(name, ["trunk.mode=finetune"])

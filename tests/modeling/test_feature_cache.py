@@ -98,8 +98,24 @@ def test_config_check():
         check_feature_cache_config(jitter)
     finetune = copy.deepcopy(cfg)
     finetune.model.backbone.bottom_up.mode = "finetune"
-    with pytest.raises(ValueError, match="mode='finetune'"):
+    with pytest.raises(ValueError, match="mode='finetune'.*feature_cache=null"):
         check_feature_cache_config(finetune)
+    # `key=None` on the command line is the string 'None' in Hydra's grammar: named, not built
+    typo = load_config(CACHED, ["model.backbone.bottom_up.feature_cache=None"])
+    with pytest.raises(ValueError, match="'None' is a string.*feature_cache=null"):
+        check_feature_cache_config(typo)
+    assert (
+        load_config(CACHED, ["model.backbone.bottom_up.feature_cache=null"])
+        .model.backbone["bottom_up"]
+        .feature_cache
+        is None
+    )
+    # selecting a mode that trains the trunk drops the recipe's cache (freezedet.config.use_trunk)
+    p2 = os.path.join(configs_root(), "DeepForest", "faster_rcnn_fpn_p2_effl0_frozen.py")
+    assert load_config(p2).model.backbone.bottom_up.feature_cache is not None
+    selected = load_config(p2, ["trunk.mode=finetune"])
+    assert selected.model.backbone.bottom_up.feature_cache is None
+    check_feature_cache_config(selected)
 
 
 def _batches(size=128):

@@ -1,10 +1,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from detectron2.config import get_cfg
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
-from detectron2.modeling import build_resnet_backbone
+from detectron2.modeling import Backbone, build_resnet_backbone
 from freezedet.modeling.neck import NASFPN, NASFPN_CELLS
 from freezedet.modeling.neck.nasfpn import BottleneckBlock, _max_pool_same
 
@@ -74,9 +75,11 @@ def test_topology_and_output_shape(tiny_bottom_up):
     assert neck.padding_constraints == {"size_divisibility": 128, "square_size": 0}
 
 
-def _reference_forward(neck, x, sum_only=False):
+def _reference_forward(neck, x, sum_only=False, min_level=3):
     """NAS-FPN written straight from the TF reference with the neck's own weights: pooling as
-    reshape-and-max (exact for divisible sizes), upsampling as pixel repetition."""
+    reshape-and-max (exact for divisible sizes), upsampling as pixel repetition. ``min_level=2``:
+    every level of the table one lower, inputs C2-C5 and one pooled level."""
+    shift = min_level - 3
 
     def resample(t, level, target):
         if level < target:
@@ -90,11 +93,11 @@ def _reference_forward(neck, x, sum_only=False):
 
     c = neck.bottom_up(x)
     feats = [lat(c[f]) for lat, f in zip(neck.laterals, neck.in_features)]
-    feats += [resample(feats[-1], 5, 6)]
-    feats += [resample(feats[-1], 6, 7)]
+    while len(feats) < 5:
+        feats += [resample(feats[-1], 0, 1)]
     width = neck.laterals[0].out_channels
     for cells in neck.blocks:
-        levels = [3, 4, 5, 6, 7]
+        levels = [level + shift for level in (3, 4, 5, 6, 7)]
 
         def node(k, cell):
             # TF resample_feature_map: a 1x1 conv + norm of its own where the width differs
@@ -102,6 +105,7 @@ def _reference_forward(neck, x, sum_only=False):
             return t if t.shape[1] == width else cell.project[str(k)](t)
 
         for k, (cell, (level, combine, (i, j), _)) in enumerate(zip(cells, PAPER_CELLS)):
+            level += shift
             a = resample(node(i, cell), levels[i], level)
             b = resample(node(j, cell), levels[j], level)
             if combine == "attention" and not sum_only:
@@ -139,6 +143,65 @@ def test_forward_matches_reference_graph(activation, tiny_bottom_up):
         ref = _reference_forward(neck, x)
     for name, r in zip(["p3", "p4", "p5", "p6", "p7"], ref):
         torch.testing.assert_close(out[name], r, msg=lambda m: f"{name}: {m}")
+
+
+class TinyBottomUpC2(nn.Module):
+    """C2-C5 (6/8/12/16 channels, strides 4-32) from strided convs."""
+
+    def __init__(self):
+        super().__init__()
+        self.c2 = nn.Conv2d(3, 6, 4, stride=4)
+        self.c3 = nn.Conv2d(6, 8, 2, stride=2)
+        self.c4 = nn.Conv2d(8, 12, 2, stride=2)
+        self.c5 = nn.Conv2d(12, 16, 2, stride=2)
+
+    def forward(self, x):
+        out = {"c2": self.c2(x)}
+        for name, prev in (("c3", "c2"), ("c4", "c3"), ("c5", "c4")):
+            out[name] = getattr(self, name)(out[prev])
+        return out
+
+
+class _C2Backbone(Backbone):
+    def __init__(self):
+        super().__init__()
+        self.net = TinyBottomUpC2()
+
+    def forward(self, x):
+        return self.net(x)
+
+    def output_shape(self):
+        chans = {"c2": 6, "c3": 8, "c4": 12, "c5": 16}
+        return {f"c{k}": ShapeSpec(channels=chans[f"c{k}"], stride=2**k) for k in (2, 3, 4, 5)}
+
+
+def test_min_level_2_is_the_same_graph_one_octave_finer():
+    """``min_level=2``: P2-P6 from C2-C5 (P6 pooled), every cell one level lower than the paper's
+    table, checked against the reference graph shifted the same way; the levels the RPN reads
+    are those of an FPN P2-P6."""
+    torch.manual_seed(0)
+    neck = _neck(_C2Backbone(), in_features=["c2", "c3", "c4", "c5"], min_level=2).eval()
+    assert [c.level for c in neck.blocks[0]] == [3, 3, 2, 3, 4, 6, 5]
+    shapes = neck.output_shape()
+    assert list(shapes) == ["p2", "p3", "p4", "p5", "p6"]
+    assert [s.stride for s in shapes.values()] == [4, 8, 16, 32, 64]
+    assert neck.size_divisibility == 64
+    for m in neck.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 128, 192)
+    with torch.no_grad():
+        out = neck(x)
+        ref = _reference_forward(neck, x, min_level=2)
+    for name, r in zip(list(shapes), ref):
+        assert tuple(r.shape[-2:]) == (128 // shapes[name].stride, 192 // shapes[name].stride)
+        torch.testing.assert_close(out[name], r, msg=lambda m: f"{name}: {m}")
+    # the paper's neck is not the same function of the same C3-C5
+    with pytest.raises(AssertionError, match="C2, C3, C4, C5"):
+        _neck(_C2Backbone(), in_features=["c3", "c4", "c5"], min_level=2)
+    with pytest.raises(AssertionError, match="min_level=4"):
+        _neck(_C2Backbone(), in_features=["c3", "c4", "c5"], min_level=4)
 
 
 def test_bottleneck_sum_only_matches_reference_graph(tiny_bottom_up):

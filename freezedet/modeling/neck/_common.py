@@ -32,18 +32,22 @@ def build_bottom_up(cfg, input_shape: ShapeSpec) -> Backbone:
 
 
 def check_c3_c5(
-    bottom_up: Backbone, in_features: Sequence[str], owner: str
+    bottom_up: Backbone, in_features: Sequence[str], owner: str, min_level: int = 3
 ) -> Dict[str, ShapeSpec]:
-    """Check that ``in_features`` of ``bottom_up`` are C3, C4, C5 (strides 8, 16, 32); returns
-    ``bottom_up``'s output shapes. ``owner`` names the neck in the error messages."""
+    """Check that ``in_features`` of ``bottom_up`` are C3, C4, C5 (strides 8, 16, 32), or
+    C``min_level`` ... C5 if given; returns ``bottom_up``'s output shapes. ``owner`` names the
+    neck in the error messages."""
     assert isinstance(bottom_up, Backbone), f"bottom_up must be a Backbone, got {type(bottom_up)}"
     shapes = bottom_up.output_shape()
     missing = [f for f in in_features if f not in shapes]
     assert not missing, f"in_features {missing} not among bottom_up outputs {list(shapes)}"
     strides = [shapes[f].stride for f in in_features]
-    assert strides == [8, 16, 32], (
-        f"{owner} needs C3, C4, C5 (strides 8, 16, 32); in_features {list(in_features)} have "
-        f"strides {strides}"
+    levels = range(min_level, 6)
+    expected = [2**level for level in levels]
+    assert strides == expected, (
+        f"{owner} needs {', '.join(f'C{level}' for level in levels)} (strides "
+        f"{', '.join(map(str, expected))}); in_features {list(in_features)} have strides "
+        f"{strides}"
     )
     return shapes
 

@@ -254,7 +254,9 @@ class MergeCell(nn.Module):
 
 
 class NASFPN(Backbone):
-    """NAS-FPN on top of a bottom-up backbone; outputs ``p3``..``p7`` (strides 8..128).
+    """NAS-FPN on top of a bottom-up backbone; outputs ``p3``..``p7`` (strides 8..128), or
+    ``p2``..``p6`` with ``min_level=2`` (the same graph one octave finer; levels below are
+    named for ``min_level=3``).
 
     Inputs C3, C4, C5 each get a 1x1 lateral conv + norm to ``out_channels`` (TF skips the conv
     when the widths already match; here it is always there); P6 and P7 come from the projected
@@ -309,11 +311,14 @@ class NASFPN(Backbone):
         block: str = "conv",
         combine: str = "searched",
         drop_connect_rate: float = 0.0,
+        min_level: int = 3,
     ):
         """
         Args:
-            bottom_up (Backbone): provides ``in_features`` (strides 8, 16, 32).
-            in_features (Sequence[str]): names of C3, C4, C5 in ``bottom_up``'s outputs.
+            bottom_up (Backbone): provides ``in_features`` (strides 8, 16, 32; with
+                ``min_level=2`` 4, 8, 16, 32).
+            in_features (Sequence[str]): names of C3, C4, C5 in ``bottom_up``'s outputs
+                (C2 ... C5 with ``min_level=2``).
             out_channels (int): width of every output level (the paper: 256 or 384; with
                 ``block="bottleneck"`` 4x the merge width, e.g. 1024 for TF's 256).
             num_repeats (int): stacked NAS-FPN blocks (the paper: 3, 5, 7; TF default 5).
@@ -326,10 +331,16 @@ class NASFPN(Backbone):
                 ``use_sum_for_combination``).
             drop_connect_rate (float): drop-connect of bottleneck blocks (TF
                 ``init_drop_connect_rate``; the Copy-Paste B7 config: 0.2).
+            min_level (int): 3: the paper's pyramid P3-P7. 2: the same cell graph one octave
+                finer, on P2-P6 (C2-C5 laterals, P6 max-pooled), every cell's level one lower:
+                for objects that need stride 4, at the same pyramid levels as an FPN P2-P6
+                (not in the paper or the TF reference, which search and run P3-P7 only).
         """
         super().__init__()
         in_features = list(in_features)
-        shapes = check_c3_c5(bottom_up, in_features, "NASFPN")
+        assert min_level in (2, 3), f"min_level={min_level}: 3 (P3-P7) or 2 (P2-P6)"
+        shapes = check_c3_c5(bottom_up, in_features, "NASFPN", min_level=min_level)
+        self._levels = tuple(level + min_level - _MIN_LEVEL for level in _LEVELS)
         assert num_repeats >= 1, f"num_repeats={num_repeats}: must be >= 1"
         assert block in BLOCKS, f"block={block!r}: one of {BLOCKS}"
         assert combine in COMBINES, f"combine={combine!r}: one of {COMBINES}"
@@ -348,7 +359,7 @@ class NASFPN(Backbone):
         self.blocks = nn.ModuleList(
             nn.ModuleList(
                 MergeCell(
-                    level=level,
+                    level=level + min_level - _MIN_LEVEL,
                     combine="sum" if combine == "sum" else op,
                     channels=width,
                     norm=norm,
@@ -361,10 +372,10 @@ class NASFPN(Backbone):
             )
             for r in range(num_repeats)
         )
-        self._out_features = [f"p{level}" for level in _LEVELS]
+        self._out_features = [f"p{level}" for level in self._levels]
         self._out_feature_channels = {f: out_channels for f in self._out_features}
-        self._out_feature_strides = {f"p{level}": 2**level for level in _LEVELS}
-        self._size_divisibility = 2**_MAX_LEVEL
+        self._out_feature_strides = {f"p{level}": 2**level for level in self._levels}
+        self._size_divisibility = 2 ** self._levels[-1]
 
     @property
     def size_divisibility(self) -> int:
@@ -374,22 +385,21 @@ class NASFPN(Backbone):
     def padding_constraints(self) -> Dict[str, int]:
         return {"size_divisibility": self._size_divisibility, "square_size": 0}
 
-    @staticmethod
-    def _block(cells: nn.ModuleList, feats: List[torch.Tensor]) -> List[torch.Tensor]:
-        levels = list(_LEVELS)
+    def _block(self, cells: nn.ModuleList, feats: List[torch.Tensor]) -> List[torch.Tensor]:
+        levels = list(self._levels)
         sizes = {level: tuple(f.shape[-2:]) for level, f in zip(levels, feats)}
         outputs = {}
-        for cell, (level, _, (i, j), is_output), extra in zip(cells, NASFPN_CELLS, _EXTRA):
+        for cell, (_, _, (i, j), is_output), extra in zip(cells, NASFPN_CELLS, _EXTRA):
             node = cell(
                 [(feats[i], levels[i], i), (feats[j], levels[j], j)],
                 [(feats[k], k) for k in extra],
-                sizes[level],
+                sizes[cell.level],
             )
             feats.append(node)
-            levels.append(level)
+            levels.append(cell.level)
             if is_output:
-                outputs[level] = node
-        return [outputs[level] for level in _LEVELS]
+                outputs[cell.level] = node
+        return [outputs[level] for level in self._levels]
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         bottom_up = self.bottom_up(x)
@@ -404,8 +414,8 @@ class NASFPN(Backbone):
                     f"rounded up) so the levels line up. Pad inputs to a multiple of "
                     f"{self.size_divisibility} (size_divisibility)."
                 )
-        feats.append(_max_pool_same(feats[-1], 2))  # P6
-        feats.append(_max_pool_same(feats[-1], 2))  # P7
+        while len(feats) < len(self._levels):  # P6, P7 (P6 only from C2-C5)
+            feats.append(_max_pool_same(feats[-1], 2))
         for cells in self.blocks:
             feats = self._block(cells, feats)
         return dict(zip(self._out_features, feats))
@@ -428,4 +438,5 @@ def build_freezedet_nasfpn_backbone(cfg, input_shape: ShapeSpec):
         block=c.BLOCK,
         combine=c.COMBINE,
         drop_connect_rate=c.DROP_CONNECT_RATE,
+        min_level=c.MIN_LEVEL,
     )
