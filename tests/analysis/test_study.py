@@ -14,6 +14,7 @@ from freezedet.analysis.study import (
     expand_runs,
     load_study,
     parse_shard,
+    run_command,
     run_study,
     schedule_overrides,
     select_shard,
@@ -78,6 +79,8 @@ def test_expand_runs_grid_ids_overrides_only(tmp_path):
         ("deepforest_plainneck_capacity.py", 16),
         ("coco_proper_reuse.py", 18),
         ("deepforest_proper_reuse.py", 18),
+        ("deepforest_few_labels.py", 36),
+        ("deepforest_trunks.py", 24),
     ],
 )
 def test_shipped_studies_expand(name, n_runs):
@@ -239,3 +242,18 @@ study = dict(
     old = old.replace('modes=["frozen", "finetune"]', 'modes={"a": dict(recipe="frozen_x")}')
     with pytest.raises(ValueError, match="fixed=dict"):
         expand_runs(load_study(_write_study(tmp_path / "o.py", old)))
+
+
+def test_deepforest_tables_share_their_common_runs():
+    """The few-label and trunk studies reuse table 1's finished runs from one output directory:
+    a run id they share must stand for the same training command."""
+
+    def runs(name):
+        return expand_runs(load_study(os.path.join(configs_root(), "studies", name)))
+
+    table1 = {r.run_id: run_command(r, "out") for r in runs("deepforest_proper_reuse.py")}
+    for name, n_shared in (("deepforest_few_labels.py", 12), ("deepforest_trunks.py", 6)):
+        shared = [r for r in runs(name) if r.run_id in table1]
+        assert len(shared) == n_shared, name
+        for r in shared:
+            assert run_command(r, "out") == table1[r.run_id], (name, r.run_id)

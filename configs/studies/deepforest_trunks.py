@@ -1,0 +1,21 @@
+# Trunks on DeepForest (issue 29, table 3; Kornblith, Shlens, Le, "Do Better ImageNet Models
+# Transfer Better?", CVPR 2019): detection AP against ImageNet top-1 on log-odds axes for every
+# trunk with real ImageNet weights offline, EfficientNet-Lite0/1/2 and MobileNetV2 (top-1 from
+# the trunk records, freezedet.config.TRUNKS), frozen and fine-tuned, on the converged FPN recipe
+# (P2-P6, D4 views, feature cache for frozen trunks, 1500 iterations), 3 seeds. The Lite0 arms
+# are table 1's runs: with the same --output-dir they are found finished and skipped.
+#
+#     python tools/transfer_study.py configs/studies/deepforest_trunks.py \
+#         --output-dir output/studies/deepforest_proper_reuse
+study = dict(
+    recipes={"fpn": "DeepForest/faster_rcnn_fpn_p2_effl0_frozen.py"},
+    backbones=["effl0", "effl1", "effl2", "mnv2"],
+    modes={
+        "frozen": dict(mode="frozen"),
+        "finetune": dict(
+            mode="finetune", overrides=["model.backbone.bottom_up.feature_cache=null"]
+        ),
+    },
+    seeds=[0, 1, 2],
+    overrides=["train.checkpointer.max_to_keep=2"],
+)
