@@ -333,7 +333,9 @@ def write_mode_gaps(rows: Sequence[dict], path: str, a: str = "frozen", b: str =
                 f"{_mean_sd(list(g['gap'].values()))} (n={len(g['gap'])}) | {per} |"
             )
     with open(path, "w") as f:
-        f.write("\n".join(lines).lstrip("\n") + "\n")
+        f.write(
+            "\n".join(lines).lstrip("\n") + "\n" if lines else f"No finished {a} or {b} runs.\n"
+        )
     return path
 
 

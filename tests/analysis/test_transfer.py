@@ -235,3 +235,10 @@ def test_collect_run_reads_tta_results_and_convergence(tmp_path):
     assert (row["AP"], row["TTA_AP"], row["TTA_AP75"]) == (12.0, 17.0, 9.0)
     assert row["ap_curve"] == [(100, 5.0), (200, 11.5), (300, 12.0), (400, 12.2)]
     assert row["converged"] is True
+
+
+def test_mode_gaps_without_finished_runs_say_so(tmp_path):
+    rows = [dict(_row("fpn", "l0", "frozen", 75.1, 12.0), status="failed")]
+    assert open(write_mode_gaps(rows, str(tmp_path / "g.md"))).read() == (
+        "No finished frozen or finetune runs.\n"
+    )
