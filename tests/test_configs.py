@@ -30,8 +30,14 @@ GRID_TRUNKS = {
     "DeepForest/faster_rcnn_fpn.py": list(TRUNKS),
     "DeepForest/faster_rcnn_nasfpn.py": _GRID_TRUNKS,
     "DeepForest/cascade_rcnn_nasfpn.py": _GRID_TRUNKS,
-    # configs/studies/deepforest_trunks.py: the four trunks with real ImageNet weights offline
-    "DeepForest/faster_rcnn_fpn_p2_effl0_frozen.py": ["effl0", "effl1", "effl2", "mnv2"],
+    # configs/studies/deepforest_{trunks,frozen_foundation}.py: the trunks with real weights offline
+    "DeepForest/faster_rcnn_fpn_p2_effl0_frozen.py": [
+        "effl0",
+        "effl1",
+        "effl2",
+        "mnv2",
+        "vits14focus",
+    ],
 }
 GRID = [
     (r, t, m)

@@ -81,6 +81,7 @@ def test_expand_runs_grid_ids_overrides_only(tmp_path):
         ("deepforest_proper_reuse.py", 18),
         ("deepforest_few_labels.py", 36),
         ("deepforest_trunks.py", 24),
+        ("deepforest_frozen_foundation.py", 5),
     ],
 )
 def test_shipped_studies_expand(name, n_runs):
@@ -252,6 +253,10 @@ def test_deepforest_tables_share_their_common_runs():
         return expand_runs(load_study(os.path.join(configs_root(), "studies", name)))
 
     table1 = {r.run_id: run_command(r, "out") for r in runs("deepforest_proper_reuse.py")}
+    trunks = {r.run_id: run_command(r, "out") for r in runs("deepforest_trunks.py")}
+    shared = [r for r in runs("deepforest_frozen_foundation.py") if r.run_id in trunks]
+    assert len(shared) == 4  # Lite0 and MobileNetV2, frozen and fine-tuned, seed 0
+    assert all(run_command(r, "out") == trunks[r.run_id] for r in shared)
     for name, n_shared in (("deepforest_few_labels.py", 12), ("deepforest_trunks.py", 6)):
         shared = [r for r in runs(name) if r.run_id in table1]
         assert len(shared) == n_shared, name
