@@ -171,7 +171,7 @@ def plot(curves, out):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--config", default="DeepForest/faster_rcnn_fpn_p2_effl0_frozen.py")
+    p.add_argument("--config", default="DeepForest/faster_rcnn_fpn_p2.py")
     p.add_argument("--out", default=os.path.join(REPO, "output", "time_to_accuracy"))
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())

@@ -31,7 +31,7 @@ GRID_TRUNKS = {
     "DeepForest/faster_rcnn_nasfpn.py": _GRID_TRUNKS,
     "DeepForest/cascade_rcnn_nasfpn.py": _GRID_TRUNKS,
     # configs/studies/deepforest_{trunks,frozen_foundation}.py: the trunks with real weights offline
-    "DeepForest/faster_rcnn_fpn_p2_effl0_frozen.py": [
+    "DeepForest/faster_rcnn_fpn_p2.py": [
         "effl0",
         "effl1",
         "effl2",

@@ -7,7 +7,7 @@ from detectron2.config import instantiate
 from freezedet.data.transforms import RandomRot90
 from freezedet.engine import load_config
 
-RECIPE = "DeepForest/faster_rcnn_fpn_p2_effl0_frozen.py"
+RECIPE = "DeepForest/faster_rcnn_fpn_p2.py"
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 # The DeepForest recipe that meets the accuracy targets (docs/results/deepforest_convergence.md,
-# run H at 2x): the converged Faster R-CNN recipe (faster_rcnn_fpn_p2_effl0_frozen.py: the frozen
+# run H at 2x): the converged Faster R-CNN recipe (faster_rcnn_fpn_p2.py: the frozen
 # ImageNet EfficientNet-Lite0, P2-P6 FPN, the reference LR and milestones) with
 #   1. Cascade R-CNN heads, 3 RoI stages at IoU 0.5 / 0.6 / 0.7;
 #   2. scale and colour jitter on top of the 8 flips / rotations (so no feature cache);
@@ -16,7 +16,7 @@ from freezedet.data.transforms import RandomRot90
 from ..common.data.deepforest import colour_jitter, scale_jitter
 from ..common.models.cascade_heads import CASCADE_STAGES, make_cascade_roi_heads
 from ..common.schedule import REF_72EP, step_schedule
-from .faster_rcnn_fpn_p2_effl0_frozen import dataloader, model, optimizer, train, tta
+from .faster_rcnn_fpn_p2 import dataloader, model, optimizer, train, tta
 
 # 1. Cai & Vasconcelos's (and detectron2's) 0.5 / 0.6 / 0.7, not the backbone_reuse configs'
 #    0.5 / 0.7 / 0.8 (configs/common/models/cascade_heads.py): at val AP75 ~3 a stage trained at

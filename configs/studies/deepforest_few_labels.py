@@ -10,8 +10,8 @@
 #         --output-dir output/studies/deepforest_proper_reuse
 study = dict(
     recipes={
-        "fpn": "DeepForest/faster_rcnn_fpn_p2_effl0_frozen.py",
-        "cascade_nasfpn": "DeepForest/cascade_rcnn_nasfpn_p2_effl0_frozen.py",
+        "fpn": "DeepForest/faster_rcnn_fpn_p2.py",
+        "cascade_nasfpn": "DeepForest/cascade_rcnn_nasfpn_p2.py",
     },
     backbones=["effl0"],
     modes={

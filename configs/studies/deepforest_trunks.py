@@ -8,7 +8,7 @@
 #     python tools/transfer_study.py configs/studies/deepforest_trunks.py \
 #         --output-dir output/studies/deepforest_proper_reuse
 study = dict(
-    recipes={"fpn": "DeepForest/faster_rcnn_fpn_p2_effl0_frozen.py"},
+    recipes={"fpn": "DeepForest/faster_rcnn_fpn_p2.py"},
     backbones=["effl0", "effl1", "effl2", "mnv2"],
     modes={
         "frozen": dict(mode="frozen"),

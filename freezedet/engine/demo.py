@@ -25,7 +25,7 @@ from .train_net import main
 
 __all__ = ["run_demo", "summarize_run", "learning_curve", "draw_predictions"]
 
-DEMO_CONFIG = "DeepForest/faster_rcnn_fpn_p2_effl0_frozen.py"
+DEMO_CONFIG = "DeepForest/faster_rcnn_fpn_p2.py"
 # The recipe's schedule shortened to fit 10 minutes on an idle 2-core CPU with the recipe's
 # test-time augmentation (8 views) evaluated after the last iteration (milestones and warmup are
 # fractions of the schedule, so they follow); evaluated 5 times. Measured in

@@ -31,7 +31,7 @@ MAPPERS = {
     # deepforest.py: horizontal + vertical flips (box-only recipe: masks turned on here)
     "DeepForest/faster_rcnn_nasfpn.py": "augmentations",
     # flip + RandomRot90 (the 8 symmetries of the square)
-    "DeepForest/faster_rcnn_fpn_p2_effl0_frozen.py": "augmentations",
+    "DeepForest/faster_rcnn_fpn_p2.py": "augmentations",
     # flip + RandomRot90 + scale jitter with a 400 px crop + colour jitter
     "DeepForest/cascade_rcnn_fpn_p2_effl0_frozen.py": "augmentations",
 }

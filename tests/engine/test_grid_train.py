@@ -14,7 +14,7 @@ CASES = {
     # the demo model on real DeepForest tiles (evaluated on 4 tiles to stay fast)
     "DeepForest/faster_rcnn_fpn.py": "deepforest",
     # the converged recipe: P2-P6, D4 views through the feature cache
-    "DeepForest/faster_rcnn_fpn_p2_effl0_frozen.py": "deepforest",
+    "DeepForest/faster_rcnn_fpn_p2.py": "deepforest",
     "DeepForest/faster_rcnn_nasfpn.py": "synthetic",
     "DeepForest/retinanet_nasfpn.py": "synthetic",
     "DeepForest/cascade_rcnn_nasfpn.py": "synthetic",

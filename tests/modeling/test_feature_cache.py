@@ -111,7 +111,7 @@ def test_config_check():
         is None
     )
     # selecting a mode that trains the trunk drops the recipe's cache (freezedet.config.use_trunk)
-    p2 = os.path.join(configs_root(), "DeepForest", "faster_rcnn_fpn_p2_effl0_frozen.py")
+    p2 = os.path.join(configs_root(), "DeepForest", "faster_rcnn_fpn_p2.py")
     assert load_config(p2).model.backbone.bottom_up.feature_cache is not None
     selected = load_config(p2, ["trunk.mode=finetune"])
     assert selected.model.backbone.bottom_up.feature_cache is None

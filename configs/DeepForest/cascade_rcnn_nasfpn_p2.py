@@ -1,11 +1,11 @@
 # "Proper Reuse" Table 3's highest-capacity detector on DeepForest: the NAS-FPN P2-P6 recipe
-# (faster_rcnn_nasfpn_p2_effl0_frozen.py, itself the converged FPN recipe with NAS-FPN as its neck)
+# (faster_rcnn_nasfpn_p2.py, itself the converged FPN recipe with NAS-FPN as its neck)
 # with Cascade R-CNN heads. Same data, feature cache, LR and 1500-iteration schedule as the FPN
 # and NAS-FPN recipes, so the three differ only in neck and heads. Trunk and mode by override,
 # e.g. `trunk.mode=finetune` (which drops the feature cache). Measured in
 # docs/results/proper_reuse_deepforest.md.
 from ..common.models.cascade_heads import CASCADE_STAGES, make_cascade_roi_heads
-from .faster_rcnn_nasfpn_p2_effl0_frozen import (
+from .faster_rcnn_nasfpn_p2 import (
     dataloader,
     lr_multiplier,
     model,

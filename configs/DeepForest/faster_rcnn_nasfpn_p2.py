@@ -1,5 +1,5 @@
 # "Proper Reuse" Table 3's middle detector on DeepForest: the converged FPN recipe
-# (faster_rcnn_fpn_p2_effl0_frozen.py: the frozen ImageNet EfficientNet-Lite0, D4 augmentation with
+# (faster_rcnn_fpn_p2.py: the frozen ImageNet EfficientNet-Lite0, D4 augmentation with
 # the feature cache, lr 0.0025, 1500 iterations, the reference milestones, 8-view TTA) with its
 # FPN replaced by NAS-FPN. Everything else (levels, anchors, RoI heads, data, schedule) is the FPN
 # recipe's, so the two differ only in the neck. Trunk and mode by override, e.g.
@@ -9,7 +9,7 @@ from detectron2.config import LazyCall as L
 
 from freezedet.modeling.neck import NASFPN
 
-from .faster_rcnn_fpn_p2_effl0_frozen import (
+from .faster_rcnn_fpn_p2 import (
     dataloader,
     lr_multiplier,
     model,

@@ -1,5 +1,8 @@
-# The converged CPU recipe for DeepForest trees on the frozen ImageNet EfficientNet-Lite0:
-# Faster R-CNN + FPN P2-P6, D4 augmentation with a feature cache, the reference LR and milestones.
+# The converged CPU recipe for DeepForest trees: Faster R-CNN + FPN P2-P6, D4 augmentation with a
+# feature cache, the reference LR and milestones. Default trunk and mode: the frozen ImageNet
+# EfficientNet-Lite0 (this recipe's former name, faster_rcnn_fpn_p2_effl0_frozen.py, answers with
+# a hint); others by override, e.g. `trunk.mode=finetune` (which drops the cache) or
+# `trunk.name=mnv2`.
 # Measured (val AP / AP50 / P-R@0.4, learning curves, train-vs-val gap, 2x-schedule check) and
 # diagnosed in docs/results/deepforest_convergence.md. The CPU changes against
 # faster_rcnn_fpn.py (at its default trunk and mode), each chosen by a measurement there:
