@@ -7,15 +7,12 @@
 #
 #     python tools/transfer_study.py configs/studies/deepforest_trunks.py \
 #         --output-dir output/studies/deepforest_proper_reuse
+from .deepforest_proper_reuse import study as _table1
+
 study = dict(
     recipes={"fpn": "DeepForest/faster_rcnn_fpn_p2.py"},
     backbones=["effl0", "effl1", "effl2", "mnv2"],
-    modes={
-        "frozen": dict(mode="frozen"),
-        "finetune": dict(
-            mode="finetune", overrides=["model.backbone.bottom_up.feature_cache=null"]
-        ),
-    },
+    modes=_table1["modes"],  # frozen; finetune (without the feature cache)
     seeds=[0, 1, 2],
-    overrides=["train.checkpointer.max_to_keep=2"],
+    overrides=_table1["overrides"],
 )
