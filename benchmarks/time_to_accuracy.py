@@ -18,6 +18,13 @@ printed beside its plain one. Learning-curve plots (val AP vs iteration and vs m
 losses) and ``curves.json`` go to ``--out``.
 
     python benchmarks/time_to_accuracy.py train.max_iter=450   # the demo schedule of the recipe
+
+``--runs LABEL=RUN_DIR ...`` reports finished runs instead (a study's, different trunks or
+recipes), the target being the final AP of ``--reference``; ``--clock median`` times runs that
+shared the machine with a changing load by their median step time:
+
+    python benchmarks/time_to_accuracy.py --runs finetune=RUNS/fpn-effl0-finetune-default-default-s0 \
+        vit=RUNS/fpn-vits14focus-frozen-default-default-s0 --clock median --out /tmp/t2a
 """
 
 import argparse
@@ -77,24 +84,43 @@ def train_variant(args):
     do_train(train_args, cfg)
 
 
-def read_curves(run_dir):
+def read_curves(run_dir, clock="sum"):
     """Evaluations (iteration, minutes, AP, AP50), per-iteration losses and the final
-    test-time-augmentation result (``bbox_TTA``, None without one) of a run."""
-    evals, losses, clock, tta = [], {}, {}, None
-    with open(os.path.join(run_dir, "metrics.json")) as f:
+    test-time-augmentation result (``bbox_TTA``, None without one) of a run.
+
+    ``clock="sum"`` reads minutes from ``train_time_s`` (the sum of training step times, as
+    measured); ``clock="median"`` puts iteration ``i`` at ``(i + 1)`` times the run's median
+    ``s_per_iter``: for runs that shared the machine with a load that changed during the run
+    (the median is what `freezedet.analysis.transfer` reports as a run's step time).
+    """
+    if clock not in ("sum", "median"):
+        raise ValueError(f"clock={clock!r}: expected 'sum' or 'median'")
+    evals, losses, clock_s, steps, tta = [], {}, {}, [], None
+    path = os.path.join(run_dir, "metrics.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no metrics.json; is {run_dir} a training run directory?")
+    with open(path) as f:
         for line in f:
             m = json.loads(line)
             if "train_time_s" in m:
-                clock[m["iteration"]] = m["train_time_s"] / 60
+                clock_s[m["iteration"]] = m["train_time_s"]
+            if "s_per_iter" in m:
+                steps.append(m["s_per_iter"])
             if "total_loss" in m:
                 losses[m["iteration"]] = {k: m[k] for k in ("total_loss", *LOSSES) if k in m}
             if "bbox/AP" in m:
                 evals.append({"iter": m["iteration"], "AP": m["bbox/AP"], "AP50": m["bbox/AP50"]})
             if "bbox_TTA/AP" in m:
                 tta = {"iter": m["iteration"], "AP": m["bbox_TTA/AP"], "AP50": m["bbox_TTA/AP50"]}
+    if clock == "median":
+        if not steps:
+            raise ValueError(f"{path}: clock='median' needs s_per_iter, which this run lacks")
+        pace = sorted(steps)[len(steps) // 2]
+        clock_s = {i: (i + 1) * pace for i in clock_s}
+    minutes = {i: t / 60 for i, t in clock_s.items()}
     for e in evals:
-        e["minutes"] = clock[max(i for i in clock if i <= e["iter"])]
-    return {"evals": evals, "losses": losses, "minutes": max(clock.values()), "tta": tta}
+        e["minutes"] = minutes[max(i for i in minutes if i <= e["iter"])]
+    return {"evals": evals, "losses": losses, "minutes": max(minutes.values()), "tta": tta}
 
 
 def minutes_to(evals, metric, value):
@@ -106,7 +132,13 @@ def _fmt(v):
     return "—" if v is None else f"{v:.1f}"
 
 
-def report(curves, thresholds):
+def _name(label):
+    return "fine-tuned" if label == "finetune" else label
+
+
+def report(curves, thresholds, reference="finetune"):
+    """A markdown table (one row per run) and, for every run, the minutes it takes to reach the
+    final AP / AP50 of ``reference`` as a fraction of the reference run's minutes."""
     metrics = [("AP", t) for t in thresholds["AP"]] + [("AP50", t) for t in thresholds["AP50"]]
     with_tta = any(c.get("tta") for c in curves.values())
     head = ["variant", "min/iter·1000", "train min", "final AP", "final AP50"]
@@ -121,22 +153,24 @@ def report(curves, thresholds):
         rows.append(row + [_fmt(minutes_to(c["evals"], m, t)) for m, t in metrics])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
-    if "frozen" in curves and "finetune" in curves:
-        ft = curves["finetune"]
+    if reference in curves and len(curves) > 1:
+        ref, ref_name = curves[reference], _name(reference)
         for metric in ("AP", "AP50"):
-            target = ft["evals"][-1][metric]
-            t = minutes_to(curves["frozen"]["evals"], metric, target)
-            reaches = "never reaches" if t is None else f"reaches in {t / ft['minutes']:.2f}x"
+            target = ref["evals"][-1][metric]
+            for v, c in curves.items():
+                if v == reference:
+                    continue
+                t = minutes_to(c["evals"], metric, target)
+                reaches = "never reaches" if t is None else f"reaches in {t / ref['minutes']:.2f}x"
+                lines.append(
+                    f"\n{_name(v)} {reaches} the {ref_name} final {metric} ({target:.1f}); the "
+                    f"{ref_name} run trained {ref['minutes']:.1f} minutes"
+                )
+        ttas = [(v, c["tta"]) for v, c in curves.items() if c.get("tta")]
+        if len(ttas) > 1:  # TTA is evaluated once, after training: final values only
             lines.append(
-                f"\nfrozen {reaches} the fine-tuned final {metric} ({target:.1f}); the fine-tuned "
-                f"run trained {ft['minutes']:.1f} minutes"
-            )
-        fz_tta, ft_tta = curves["frozen"].get("tta"), ft.get("tta")
-        if fz_tta and ft_tta:  # TTA is evaluated once, after training: final values only
-            lines.append(
-                f"\nwith TTA (after training): frozen AP {fz_tta['AP']:.1f} / AP50 "
-                f"{fz_tta['AP50']:.1f}, fine-tuned AP {ft_tta['AP']:.1f} / AP50 "
-                f"{ft_tta['AP50']:.1f}"
+                "\nwith TTA (after training): "
+                + ", ".join(f"{_name(v)} AP {t['AP']:.1f} / AP50 {t['AP50']:.1f}" for v, t in ttas)
             )
     return "\n".join(lines)
 
@@ -179,12 +213,33 @@ def main():
     p.add_argument("--ap", nargs="+", type=float, default=[10, 15, 20])
     p.add_argument("--ap50", nargs="+", type=float, default=[30, 40, 50])
     p.add_argument("--collect-only", action="store_true", help="only report finished runs")
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        metavar="LABEL=RUN_DIR",
+        help="report these finished run directories (e.g. a study's runs/<id>) instead of "
+        "training the variants; --reference names the run whose final AP is the target",
+    )
+    p.add_argument("--reference", default="finetune", help="label of the target run")
+    p.add_argument(
+        "--clock",
+        choices=("sum", "median"),
+        default="sum",
+        help="sum: training step times as measured; median: iterations x the run's median "
+        "step time (runs that shared the machine with a changing load)",
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("opts", nargs="*", help="key=value overrides for every variant")
     args = p.parse_args()
     if args.child:
         return train_variant(args)
-    for v in args.variants if not args.collect_only else []:
+    if args.runs:
+        if args.opts:
+            p.error(f"--runs reports finished runs; overrides {args.opts} would not be used")
+        run_dirs = dict(parse_run(r, p) for r in args.runs)
+    else:
+        run_dirs = {v: os.path.join(args.out, "runs", v) for v in args.variants}
+    for v in args.variants if not (args.collect_only or args.runs) else []:
         if os.path.isfile(os.path.join(args.out, "runs", v, "model_final.pth")):
             print(f"{v}: finished run found, not trained again", flush=True)
             continue
@@ -193,14 +248,34 @@ def main():
         print(f"training {v} ...", flush=True)
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
         subprocess.run(cmd + args.opts, check=True, cwd=REPO, env=env)
-    curves = {v: read_curves(os.path.join(args.out, "runs", v)) for v in args.variants}
+    if args.reference not in run_dirs:
+        p.error(f"--reference {args.reference!r} is not one of the runs {sorted(run_dirs)}")
+    curves = {v: read_curves(d, clock=args.clock) for v, d in run_dirs.items()}
+    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "curves.json"), "w") as f:
         json.dump(curves, f, indent=1)
-    print(f"## Time to accuracy: {args.config}\n")
+    title = "finished runs" if args.runs else args.config
+    print(f"## Time to accuracy: {title}\n")
     print(f"command: `python {' '.join(sys.argv)}`  ")
-    print(f"torch {torch.__version__}, {args.threads} threads, seed {args.seed}\n")
-    print(report(curves, {"AP": args.ap, "AP50": args.ap50}))
+    clock = "sum of step times" if args.clock == "sum" else "iterations x median step time"
+    if args.runs:
+        print(f"clock: {clock}; runs: " + ", ".join(f"{v} = {d}" for v, d in run_dirs.items()))
+    else:
+        print(
+            f"torch {torch.__version__}, {args.threads} threads, seed {args.seed}; clock: {clock}"
+        )
+    print()
+    print(report(curves, {"AP": args.ap, "AP50": args.ap50}, reference=args.reference))
     print(f"\nplots: {plot(curves, args.out)}")
+
+
+def parse_run(spec, parser):
+    label, sep, run_dir = spec.partition("=")
+    if not sep or not label or not run_dir:
+        parser.error(f"--runs {spec!r}: expected LABEL=RUN_DIR, e.g. finetune=output/runs/ft")
+    if not os.path.isfile(os.path.join(run_dir, "metrics.json")):
+        parser.error(f"--runs {spec!r}: {run_dir} has no metrics.json (not a finished run?)")
+    return label, run_dir
 
 
 if __name__ == "__main__":
