@@ -81,7 +81,7 @@ def test_expand_runs_grid_ids_overrides_only(tmp_path):
         ("deepforest_proper_reuse.py", 18),
         ("deepforest_few_labels.py", 36),
         ("deepforest_trunks.py", 24),
-        ("deepforest_frozen_foundation.py", 5),
+        ("deepforest_frozen_foundation.py", 6),  # 5 + the ViT arm's 2x check
     ],
 )
 def test_shipped_studies_expand(name, n_runs):
